@@ -1,0 +1,229 @@
+"""``Dual``: a primal array plus K tangent lanes.
+
+``primal`` has shape S and ``tangent`` has shape ``(K, *S)``: lane ``k`` is the
+directional derivative of this value along the k-th seed direction, so one
+evaluation of a function on Duals yields K columns of its Jacobian.
+
+``Dual`` holds no math. Operators come from NumPy's ``NDArrayOperatorsMixin``
+(``x * y`` *is* ``np.multiply(x, y)``); NumPy calls arrive through
+``__array_ufunc__`` / ``__array_function__`` and are routed by ``numpy_api`` to
+the one rules table. ``__array__`` raises, so ``np.asarray(dual)`` can never
+silently drop the tangent.
+
+``level`` tags which transform a Dual belongs to. Nested transforms (Hessians)
+use increasing levels, and an op only differentiates w.r.t. the highest level
+among its arguments; lower-level Duals are constants to it. This is what keeps
+perturbations of different transforms from mixing ("perturbation confusion").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+from .errors import TangentLossError
+
+
+class Dual(NDArrayOperatorsMixin):
+    """A value carrying ``K`` tangent lanes: ``primal`` (shape S), ``tangent`` (shape (K, *S)).
+
+    Most users never build one: the transforms (``jvp``, ``jacfwd``, ...) seed
+    Duals, run the function and read the lanes back out. Plain NumPy code works on
+    Duals unchanged.
+
+    >>> import numpy as np
+    >>> x = Dual(np.array([1.0, 2.0]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    >>> y = np.sin(x) * x
+    >>> y.tangent.shape  # K=2 lanes, each of shape (2,)
+    (2, 2)
+    """
+
+    __slots__ = ("primal", "tangent", "level")
+    __array_priority__ = 1000  # win against ndarray in mixed binary operators
+    _dualjac_dispatches_through_numpy = True  # read by backend.array_namespace
+
+    def __init__(self, primal: Any, tangent: Any, level: int = 1) -> None:
+        pshape = np.shape(primal) if not hasattr(primal, "shape") else primal.shape
+        if tuple(tangent.shape[1:]) != tuple(pshape):
+            raise ValueError(
+                f"tangent of shape {tuple(tangent.shape)} does not match primal of shape "
+                f"{tuple(pshape)}: a tangent must have shape (K, *primal.shape)"
+            )
+        self.primal = primal
+        self.tangent = tangent
+        self.level = level
+
+    # --- array attributes (of the primal) -------------------------------------
+    shape = property(lambda self: tuple(self.primal.shape))
+    dtype = property(lambda self: self.primal.dtype)
+    ndim = property(lambda self: self.primal.ndim)
+    size = property(lambda self: self.primal.size)
+    lanes = property(lambda self: self.tangent.shape[0], doc="K, the number of tangent lanes.")
+    T = property(lambda self: np.transpose(self))
+    mT = property(lambda self: np.swapaxes(self, -1, -2))
+
+    def __len__(self) -> int:
+        return len(self.primal)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"Dual(primal={self.primal!r}, lanes={self.lanes}, level={self.level})"
+
+    # --- the doors to the rules table ------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from .numpy_api import array_ufunc
+
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .numpy_api import array_function
+
+        return array_function(func, types, args, kwargs)
+
+    def __getitem__(self, key):
+        from .numpy_api import getitem
+
+        return getitem(self, key)
+
+    def __setitem__(self, key, value) -> None:
+        from .numpy_api import setitem
+
+        setitem(self, key, value)
+
+    # --- conversions that would lose the tangent raise --------------------------
+    def __array__(self, dtype=None, copy=None):
+        raise TangentLossError(
+            "cannot convert a Dual to a plain array: its tangent lanes (the derivative) "
+            "would be lost. Keep the value as a Dual (use np.* functions on it), or read "
+            "`.primal` explicitly if you really want the value without its derivative."
+        )
+
+    def _lossy(self, kind: str):
+        raise TangentLossError(
+            f"cannot convert a Dual to a Python {kind}: its derivative would be lost. "
+            "Keep it as a Dual, or read `.primal` explicitly."
+        )
+
+    def __float__(self):
+        self._lossy("float")
+
+    def __int__(self):
+        self._lossy("int")
+
+    def __complex__(self):
+        self._lossy("complex")
+
+    def __index__(self):
+        self._lossy("index")
+
+    def tolist(self):
+        self._lossy("list")
+
+    def item(self, *args):
+        self._lossy("number (item())")
+
+    def __bool__(self) -> bool:
+        # Truth value is control flow, not a value: it cannot carry a derivative.
+        return bool(self.primal)
+
+    # --- methods users call on arrays: thin aliases of the NumPy functions -------
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False):
+        return np.sum(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
+        return np.mean(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+    def prod(self, axis=None, dtype=None, out=None, keepdims=False):
+        return np.prod(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+    def max(self, axis=None, out=None, keepdims=False):
+        return np.max(self, axis=axis, out=out, keepdims=keepdims)
+
+    def min(self, axis=None, out=None, keepdims=False):
+        return np.min(self, axis=axis, out=out, keepdims=keepdims)
+
+    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+        return np.std(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
+
+    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+        return np.var(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
+
+    def cumsum(self, axis=None, dtype=None, out=None):
+        return np.cumsum(self, axis=axis, dtype=dtype, out=out)
+
+    def cumprod(self, axis=None, dtype=None, out=None):
+        return np.cumprod(self, axis=axis, dtype=dtype, out=out)
+
+    def reshape(self, *shape, order="C"):
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = shape[0]
+        return np.reshape(self, shape, order=order)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = axes[0]
+        return np.transpose(self, axes or None)
+
+    def swapaxes(self, axis1, axis2):
+        return np.swapaxes(self, axis1, axis2)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis=axis)
+
+    def ravel(self, order="C"):
+        return np.ravel(self, order=order)
+
+    def flatten(self, order="C"):
+        return np.ravel(self, order=order)
+
+    def clip(self, min=None, max=None, out=None):
+        return np.clip(self, min, max, out=out)
+
+    def copy(self, order="C"):
+        return np.copy(self, order=order)
+
+    def dot(self, other):
+        return np.dot(self, other)
+
+    def trace(self, offset=0, axis1=0, axis2=1):
+        return np.trace(self, offset=offset, axis1=axis1, axis2=axis2)
+
+    def diagonal(self, offset=0, axis1=0, axis2=1):
+        return np.diagonal(self, offset=offset, axis1=axis1, axis2=axis2)
+
+    def repeat(self, repeats, axis=None):
+        return np.repeat(self, repeats, axis=axis)
+
+    def take(self, indices, axis=None):
+        return np.take(self, indices, axis=axis)
+
+    def round(self, decimals=0):
+        return np.round(self, decimals=decimals)
+
+    def astype(self, dtype, copy=True):
+        from .numpy_api import astype
+
+        return astype(self, dtype)
+
+    def argmax(self, axis=None, keepdims=False):
+        return np.argmax(self, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis=None, keepdims=False):
+        return np.argmin(self, axis=axis, keepdims=keepdims)
+
+    def argsort(self, axis=-1, kind=None):
+        return np.argsort(self, axis=axis, kind=kind)
+
+    def nonzero(self):
+        return np.nonzero(self)
+
+    def all(self, axis=None, keepdims=False):
+        return np.all(self, axis=axis, keepdims=keepdims)
+
+    def any(self, axis=None, keepdims=False):
+        return np.any(self, axis=axis, keepdims=keepdims)

@@ -1,0 +1,35 @@
+"""Errors raised by dualjac. Each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class UnsupportedOpError(TypeError):
+    """An operation has no forward-mode rule, so its derivative cannot be carried.
+
+    Raised instead of silently dropping tangents: for a NumPy function or ufunc
+    method without a rule, for ``out=`` arguments that cannot hold a tangent, and
+    (in ``dualjac.torch``) for an fx node whose target has no mapping.
+
+    >>> import numpy as np, dualjac as dj
+    >>> try:
+    ...     dj.jacfwd(lambda x: np.fft.fft(x))(np.ones(3))
+    ... except dj.UnsupportedOpError as e:
+    ...     print("fft" in str(e))
+    True
+    """
+
+    def __init__(self, op: str, hint: str = "") -> None:
+        self.op = op
+        msg = f"dualjac has no forward-mode rule for {op}"
+        if hint:
+            msg += f": {hint}"
+        else:
+            msg += (
+                ". Rewrite this step with supported operations (see dualjac.RULES), "
+                "or add a rule with dualjac.rules.defrule."
+            )
+        super().__init__(msg)
+
+
+class TangentLossError(TypeError):
+    """A Dual with live tangents was turned into a plain array or Python number."""

@@ -1,0 +1,171 @@
+"""The one rules table: every differentiable op, defined once, reached only through ``apply``.
+
+A rule is data: the op's primal function and its tangent (JVP) rule. NumPy
+dispatch (``numpy_api``), the op graph (``graph``) and the torch adapter all call
+``apply(op, *args, **params)``; none of them knows a derivative.
+
+Forms of tangent rules (argument order is always ``(xp, ans, d<arg>, *primals, **params)``):
+
+* ``jvp=(rule_for_arg0, rule_for_arg1, ...)``: one rule per argument. ``apply``
+  calls only the rules of arguments that are Duals and sums the contributions
+  (constants are symbolic zeros). ``None`` marks an argument with no derivative
+  (an integer index, say); passing a Dual there raises.
+* ``joint=f(xp, ans, tangents, *primals, **params)``: one rule for all arguments,
+  ``tangents[i]`` being ``None`` for a constant. For ops over a variable number of
+  arrays (concatenate, stack, einsum) or with several outputs.
+* ``nondiff=True``: piecewise-constant ops (comparisons, floor, sign): the result
+  is a plain array, the symbolic zero tangent.
+
+Lane discipline: a tangent has shape ``(K, *x.shape)``. For ``elementwise`` rules,
+``apply`` first reshapes each tangent to ``(K, 1, ..., *x.shape)`` with the output's
+rank, so ``xp.cos(x) * dx`` broadcasts correctly for any mix of argument shapes,
+and broadcasts the summed result to ``(K, *ans.shape)``. Other rules receive the
+raw ``(K, *x.shape)`` tangents and handle the lane axis themselves (axis
+parameters are made negative so they mean the same axis for primal and tangent).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from ..backend import array_namespace
+from ..dual import Dual
+from ..errors import UnsupportedOpError
+
+
+class Rule(NamedTuple):
+    name: str
+    primal: Callable[..., Any]
+    jvp: tuple[Callable[..., Any] | None, ...] = ()
+    joint: Callable[..., Any] | None = None
+    elementwise: bool = False
+    nondiff: bool = False
+
+
+RULES: dict[str, Rule] = {}
+PEAK = [0]  # size of the largest differentiated value since a transform reset it (for chunking)
+
+
+def _xp_function(name: str) -> Callable[..., Any]:
+    def primal(xp, *args, **params):
+        return getattr(xp, name)(*args, **params)
+
+    primal.__name__ = name
+    return primal
+
+
+def defrule(
+    name: str,
+    *,
+    primal: Callable[..., Any] | None = None,
+    jvp: tuple[Callable[..., Any] | None, ...] = (),
+    joint: Callable[..., Any] | None = None,
+    elementwise: bool = False,
+    nondiff: bool = False,
+) -> Rule:
+    """Add op ``name`` to the table. ``primal`` defaults to ``xp.<name>``.
+
+    >>> from dualjac.rules import RULES
+    >>> RULES["sin"].elementwise
+    True
+    """
+    if name in RULES:
+        raise ValueError(f"rule {name!r} is defined twice")
+    if sum((bool(jvp), joint is not None, nondiff)) != 1:
+        raise ValueError(f"rule {name!r} needs exactly one of jvp=, joint=, nondiff=True")
+    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff)
+    RULES[name] = rule
+    return rule
+
+
+def lanes_to_rank(dx: Any, ndim: int) -> Any:
+    """Reshape a ``(K, *S)`` tangent to ``(K, 1, ..., *S)`` with ``1 + ndim`` axes."""
+    missing = ndim - (dx.ndim - 1)
+    if missing <= 0:
+        return dx
+    return dx.reshape((dx.shape[0],) + (1,) * missing + tuple(dx.shape[1:]))
+
+
+def neg_axis(axis: int, ndim: int) -> int:
+    """``axis`` as a negative index, so it names the same axis of primal and tangent."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
+    return axis - ndim if axis >= 0 else axis
+
+
+def neg_axes(axis: Any, ndim: int) -> Any:
+    """``neg_axis`` for None (all axes), an int, or a tuple of ints."""
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    if isinstance(axis, (tuple, list)):
+        return tuple(neg_axis(a, ndim) for a in axis)
+    return neg_axis(axis, ndim)
+
+
+def _level(args: tuple) -> int:
+    level = 0
+    for a in args:
+        if type(a) is Dual and a.level > level:
+            level = a.level
+    return level
+
+
+def apply(name: str, *args: Any, **params: Any) -> Any:
+    """Evaluate op ``name`` on arrays or Duals: the one door to the rules table.
+
+    >>> import numpy as np
+    >>> x = Dual(np.array(0.0), np.array([1.0]))
+    >>> y = apply("sin", x)        # sin(0) = 0, tangent cos(0) * 1 = 1
+    >>> float(y.primal), y.tangent.tolist()
+    (0.0, [1.0])
+    """
+    rule = RULES.get(name)
+    if rule is None:
+        raise UnsupportedOpError(name)
+    level = _level(args)
+    if level == 0:
+        return rule.primal(array_namespace(*args), *args, **params)
+
+    mine = [type(a) is Dual and a.level == level for a in args]
+    primals = tuple(a.primal if m else a for a, m in zip(args, mine))
+    xp = array_namespace(*primals)
+    ans = rule.primal(xp, *primals, **params)
+    if rule.nondiff:
+        return ans
+    size = getattr(ans, "size", 0)
+    if size > PEAK[0]:
+        PEAK[0] = size
+
+    if rule.joint is not None:
+        tangents = [a.tangent if m else None for a, m in zip(args, mine)]
+        return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
+
+    tangent = None
+    ndim = ans.ndim if rule.elementwise else 0
+    for i, a in enumerate(args):
+        if not mine[i]:
+            continue
+        jvp_i = rule.jvp[i] if i < len(rule.jvp) else None
+        if jvp_i is None:
+            raise UnsupportedOpError(
+                f"{name} (argument {i})",
+                f"argument {i} of {name} is not differentiable; pass a constant there",
+            )
+        dx = lanes_to_rank(a.tangent, ndim) if rule.elementwise else a.tangent
+        contrib = jvp_i(xp, ans, dx, *primals, **params)
+        tangent = contrib if tangent is None else tangent + contrib
+    if rule.elementwise and tuple(tangent.shape[1:]) != tuple(ans.shape):
+        tangent = xp.broadcast_to(tangent, (tangent.shape[0],) + tuple(ans.shape))
+    return Dual(ans, tangent, level)
+
+
+def _wrap(ans: Any, tangent: Any, level: int) -> Any:
+    """Pair outputs with tangents; a ``None`` tangent (symbolic zero) leaves a plain array."""
+    if isinstance(ans, (tuple, list)):
+        items = [_wrap(a, t, level) for a, t in zip(ans, tangent)]
+        return type(ans)(*items) if hasattr(ans, "_fields") else type(ans)(items)
+    return ans if tangent is None else Dual(ans, tangent, level)
+
+
+# Importing the families fills RULES.
+from . import elementwise, linalg, reductions, shape  # noqa: E402, F401
