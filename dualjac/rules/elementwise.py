@@ -4,7 +4,7 @@
 each formula is the scalar derivative times ``dx`` and broadcasting does the rest.
 Kinks follow torch's conventions so that ``dualjac.torch.check`` agrees with
 ``torch.func.jvp``: ``abs'(0) = 0``; ``maximum``/``minimum`` split ties 1/2 : 1/2;
-``fmax``/``fmin`` give a tie to the second argument.
+``fmax`` gives a tie to its second argument, ``fmin`` to its first.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ _elementwise(
     lambda xp, ans, dx, x, y: _dtype_like(ans, (x < y) + 0.5 * (x == y)) * dx,
     lambda xp, ans, dy, x, y: _dtype_like(ans, (x > y) + 0.5 * (x == y)) * dy,
 )
-# fmax/fmin ignore NaN: x wins where it is strictly better or y is NaN; ties go to y
+# fmax/fmin ignore NaN: x takes the tangent where it wins or y is NaN. Ties follow torch,
+# which (asymmetrically) gives fmax's tie to y and fmin's tie to x.
 _elementwise(
     "fmax",
     lambda xp, ans, dx, x, y: _dtype_like(ans, (x > y) | xp.isnan(y)) * dx,
@@ -134,8 +135,8 @@ _elementwise(
 )
 _elementwise(
     "fmin",
-    lambda xp, ans, dx, x, y: _dtype_like(ans, (x < y) | xp.isnan(y)) * dx,
-    lambda xp, ans, dy, x, y: _dtype_like(ans, ~((x < y) | xp.isnan(y))) * dy,
+    lambda xp, ans, dx, x, y: _dtype_like(ans, (x <= y) | xp.isnan(y)) * dx,
+    lambda xp, ans, dy, x, y: _dtype_like(ans, ~((x <= y) | xp.isnan(y))) * dy,
 )
 
 # --- piecewise constant: the result is a plain array (a symbolic zero tangent) ------------

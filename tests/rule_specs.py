@@ -1,0 +1,54 @@
+"""One record per rule (or NumPy entry point): how to call it and on which inputs.
+
+A ``Spec`` calls NumPy (``fn``), so each check exercises both the dispatch from
+NumPy and the rule behind it. ``test_rules`` checks every spec's full Jacobian
+against float64 central differences, and its JVP against ``torch.func.jvp``
+where ``torch`` names the equivalent torch function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+UNARY = [(), (3,), (2, 3)]
+BINARY = [((), ()), ((3,), (3,)), ((3, 1), (1, 4)), ((), (4,)), ((2, 3), (3,))]
+
+
+@dataclass
+class Spec:
+    name: str
+    fn: Callable[..., Any]
+    shapes: list = field(default_factory=lambda: list(UNARY))  # one shape (1 arg) or a tuple of shapes
+    domain: tuple[float, float] = (-2.0, 2.0)
+    diff: tuple[int, ...] | None = None  # which args to differentiate (default: all)
+    torch: Callable[..., Any] | None = None  # same signature, on tensors
+    gen: Callable[..., tuple] | None = None  # gen(rng, shape, dtype) -> args, replaces uniform draws
+    float32: bool = True  # also check in float32
+    noncontig: bool = True  # also check with strided views as inputs
+    fd: bool = True  # False at kinks (ties): finite differences are meaningless there, torch decides
+
+    def args_for(self, rng: np.random.Generator, shape: Any, dtype: Any) -> tuple:
+        if self.gen is not None:
+            return tuple(self.gen(rng, shape, dtype))
+        shapes = (shape,) if _is_shape(shape) else tuple(shape)
+        lo, hi = self.domain
+        return tuple(rng.uniform(lo, hi, size=s).astype(dtype) for s in shapes)
+
+
+def _is_shape(s: Any) -> bool:
+    return isinstance(s, tuple) and all(isinstance(n, int) for n in s)
+
+
+def all_specs() -> list[Spec]:
+    from specs import elementwise, linalg, nn, reductions, shape
+
+    out: list[Spec] = []
+    for mod in (elementwise, reductions, linalg, shape, nn):
+        out.extend(mod.SPECS)
+    names = [s.name for s in out]
+    dup = {n for n in names if names.count(n) > 1}
+    assert not dup, f"duplicate spec names: {dup}"
+    return out
