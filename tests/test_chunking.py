@@ -1,0 +1,70 @@
+"""Chunking: the result does not depend on how many lanes a pass carries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dualjac as dj
+
+N = 7
+
+
+def _f(x):
+    W = np.linspace(-1, 1, N * 5).reshape(N, 5)
+    return np.tanh(np.sin(x) @ W) * x[..., :5]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, N - 1, N, N + 1, 100])
+def test_jacfwd_identical_for_every_chunk_size(chunk, rng):
+    x = rng.standard_normal(N)
+    full = dj.jacfwd(_f)(x)
+    np.testing.assert_allclose(dj.jacfwd(_f, chunk_size=chunk)(x), full, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, N - 1, N, N + 1])
+def test_batch_jacobian_identical_for_every_chunk_size(chunk, rng):
+    x = rng.standard_normal((4, N))
+    full = dj.batch_jacobian(_f, x)
+    np.testing.assert_allclose(dj.batch_jacobian(_f, x, chunk_size=chunk), full, rtol=1e-14, atol=1e-15)
+
+
+def test_elementwise_chunks_are_bitwise_identical(rng):
+    x = rng.standard_normal(10)
+    f = lambda x: np.exp(np.sin(x)) * x
+    assert np.array_equal(dj.jacfwd(f, chunk_size=3)(x), dj.jacfwd(f)(x))
+
+
+def test_multiple_inputs_split_across_chunks(rng):
+    a, b = rng.standard_normal(3), rng.standard_normal((2, 2))
+    f = lambda a, b: np.sin(b @ a[:2]) * a[2]
+    full = dj.jacfwd(f, argnums=(0, 1))(a, b)
+    for chunk in (1, 2, 5, 6):
+        got = dj.jacfwd(f, argnums=(0, 1), chunk_size=chunk)(a, b)
+        for g, w in zip(got, full):
+            np.testing.assert_allclose(g, w, rtol=1e-14)
+
+
+def test_default_chunk_respects_the_memory_budget(rng, monkeypatch):
+    """With a tiny budget the default splits into several passes, same answer."""
+    x = rng.standard_normal((3, N))
+    full = dj.batch_jacobian(_f, x)
+    lanes = []
+    real = dj.Dual.__init__
+
+    def spy(self, primal, tangent, level=1):
+        lanes.append(tangent.shape[0])
+        real(self, primal, tangent, level)
+
+    monkeypatch.setattr(dj.config, "tangent_bytes", 3 * 5 * 8 * 2)  # two lanes of the widest value
+    monkeypatch.setattr(dj.Dual, "__init__", spy)
+    got = dj.batch_jacobian(_f, x)
+    np.testing.assert_allclose(got, full, rtol=1e-14)
+    assert max(lanes) <= 3 and len(set(lanes)) >= 1 and min(lanes) >= 1
+    assert sum(1 for n in lanes if n > 0) > N  # several passes happened
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_bad_chunk_size_is_rejected(bad):
+    with pytest.raises(ValueError, match="chunk_size"):
+        dj.jacfwd(_f, chunk_size=bad)(np.ones(N))
