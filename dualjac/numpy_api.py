@@ -49,6 +49,12 @@ def _known(x: Any) -> bool:
 
 
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    if method in ("at", "reduceat"):
+        raise UnsupportedOpError(
+            f"numpy.{ufunc.__name__}.{method}",
+            f"{method} updates in place, which cannot carry tangent lanes; build the result "
+            "with np.where, indexing or a sum instead",
+        )
     if not all(_known(x) for x in inputs):
         return NotImplemented
     out = kwargs.pop("out", None)
@@ -109,7 +115,9 @@ def _write_out(result: Any, out: tuple | None, what: str) -> Any:
 
 def _reject_out(what: str, out: Any) -> None:
     if out is not None:
-        _write_out(None, (out,), what)  # raises: out= cannot hold lanes
+        raise UnsupportedOpError(
+            f"numpy.{what} with out=", "out= cannot hold tangent lanes; write `y = f(x)` instead"
+        )
 
 
 # --- helpers used by several entries ---------------------------------------------------

@@ -55,8 +55,9 @@ def _check_input(x: Any, what: str) -> Any:
     if isinstance(x, numbers.Complex):
         raise TypeError(f"{what} is complex: dualjac differentiates real inputs only")
     if not is_array(x):
+        hint = " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())" if "torch" in type(x).__module__ else ""
         raise TypeError(
-            f"{what} is a {type(x).__name__}, not an array: pass a NumPy (or CuPy) floating array"
+            f"{what} is a {type(x).__name__}, not an array: pass a NumPy (or CuPy) floating array{hint}"
         )
     kind = x.dtype.kind
     if kind == "f":
