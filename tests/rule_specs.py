@@ -43,10 +43,10 @@ def _is_shape(s: Any) -> bool:
 
 
 def all_specs() -> list[Spec]:
-    from specs import elementwise, linalg, nn, reductions, shape
+    from specs import elementwise, inspection, linalg, nn, reductions, shape
 
     out: list[Spec] = []
-    for mod in (elementwise, reductions, linalg, shape, nn):
+    for mod in (elementwise, inspection, reductions, linalg, shape, nn):
         out.extend(mod.SPECS)
     names = [s.name for s in out]
     dup = {n for n in names if names.count(n) > 1}

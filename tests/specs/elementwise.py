@@ -107,8 +107,8 @@ SPECS += [
     Spec("piecewise-constant",
          lambda x: x * 0.5 + np.floor(x) + np.ceil(x) + np.rint(x) + np.trunc(x) + np.sign(x)
          + np.floor_divide(x, 0.7) + np.signbit(x) + (x < 0.1) + (x <= 0.1) + (x > 0.1) + (x >= 0.1)
-         + (x == 0.1) + (x != 0.1) + np.logical_and(x > 0, x < 1) + np.logical_or(x > 0, x < 1)
-         + np.logical_xor(x > 0, x < 1) + np.logical_not(x > 0)
+         + (x == 0.1) + (x != 0.1) + np.logical_and(x, x - 0.5) + np.logical_or(x, 0.0)
+         + np.logical_xor(x, x - 0.5) + np.logical_not(x)
          + np.isfinite(x) + np.isinf(x) + np.isnan(x),
          list(UNARY)),
 ]
