@@ -42,18 +42,22 @@ def _lookup(t: type) -> Any:
     return xp
 
 
+_PLAIN = {np.ndarray, np.float64, np.float32, np.float16, np.bool_, float, int, bool, type(None)}
+
+
 def array_namespace(*xs: Any) -> Any:
     """The namespace of the arrays among ``xs`` (Python scalars and None are skipped)."""
-    found = None
+    found = np
     for x in xs:
         t = type(x)
+        if t in _PLAIN:
+            continue
         if getattr(t, "_dualjac_dispatches_through_numpy", False):
             return np  # a nested Dual: only numpy functions reach its rules
         xp = _BY_TYPE.get(t) or _lookup(t)
-        if xp is None or xp is np:
-            continue
-        found = xp
-    return found if found is not None else np
+        if xp is not None and xp is not np:
+            found = xp
+    return found
 
 
 def is_array(x: Any) -> bool:

@@ -45,8 +45,8 @@ class Dual(NDArrayOperatorsMixin):
     _dualjac_dispatches_through_numpy = True  # read by backend.array_namespace
 
     def __init__(self, primal: Any, tangent: Any, level: int = 1) -> None:
-        pshape = np.shape(primal) if not hasattr(primal, "shape") else primal.shape
-        if tuple(tangent.shape[1:]) != tuple(pshape):
+        pshape = primal.shape if hasattr(primal, "shape") else np.shape(primal)
+        if tangent.shape[1:] != pshape:
             raise ValueError(
                 f"tangent of shape {tuple(tangent.shape)} does not match primal of shape "
                 f"{tuple(pshape)}: a tangent must have shape (K, *primal.shape)"
@@ -76,24 +76,16 @@ class Dual(NDArrayOperatorsMixin):
 
     # --- the doors to the rules table ------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from .numpy_api import array_ufunc
-
-        return array_ufunc(ufunc, method, inputs, kwargs)
+        return _api.array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from .numpy_api import array_function
-
-        return array_function(func, types, args, kwargs)
+        return _api.array_function(func, types, args, kwargs)
 
     def __getitem__(self, key):
-        from .numpy_api import getitem
-
-        return getitem(self, key)
+        return _api.getitem(self, key)
 
     def __setitem__(self, key, value) -> None:
-        from .numpy_api import setitem
-
-        setitem(self, key, value)
+        _api.setitem(self, key, value)
 
     # --- conversions that would lose the tangent raise --------------------------
     def __array__(self, dtype=None, copy=None):
@@ -206,9 +198,7 @@ class Dual(NDArrayOperatorsMixin):
         return np.round(self, decimals=decimals)
 
     def astype(self, dtype, copy=True):
-        from .numpy_api import astype
-
-        return astype(self, dtype)
+        return _api.astype(self, dtype)
 
     def argmax(self, axis=None, keepdims=False):
         return np.argmax(self, axis=axis, keepdims=keepdims)
@@ -227,3 +217,7 @@ class Dual(NDArrayOperatorsMixin):
 
     def any(self, axis=None, keepdims=False):
         return np.any(self, axis=axis, keepdims=keepdims)
+
+
+# numpy_api maps NumPy calls to rules; imported last because it needs Dual defined.
+from . import numpy_api as _api  # noqa: E402

@@ -44,6 +44,9 @@ def _name(f: Any) -> str:
     return f"{mod}.{getattr(f, '__name__', repr(f))}"
 
 
+_FAST = {Dual, np.ndarray, float, int, np.float64, np.float32}
+
+
 def _known(x: Any) -> bool:
     return type(x) is Dual or isinstance(x, numbers.Number) or is_array(x)
 
@@ -55,14 +58,16 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
             f"{method} updates in place, which cannot carry tangent lanes; build the result "
             "with np.where, indexing or a sum instead",
         )
-    if not all(_known(x) for x in inputs):
-        return NotImplemented
-    out = kwargs.pop("out", None)
+    for x in inputs:
+        if type(x) not in _FAST and not _known(x):
+            return NotImplemented
+    out = kwargs.pop("out", None) if kwargs else None
     if method == "__call__":
         name = UFUNCS.get(ufunc)
         if name is None:
             raise UnsupportedOpError(_name(ufunc))
-        _no_kwargs(ufunc.__name__, kwargs)
+        if kwargs:
+            _no_kwargs(ufunc.__name__, kwargs)
         result = apply(name, *inputs)
     elif method == "reduce" and ufunc in _REDUCE:
         axis, keepdims = kwargs.pop("axis", 0), kwargs.pop("keepdims", False)
@@ -100,6 +105,8 @@ def _write_out(result: Any, out: tuple | None, what: str) -> Any:
     if out is None:
         return result
     (target,) = out
+    if type(target) is Dual and type(result) is not Dual:  # e.g. a constant ufunc into a Dual
+        raise UnsupportedOpError(f"numpy.{what} with out=", "write `y = f(x)` instead")
     if type(target) is Dual and type(result) is Dual:
         target.primal, target.tangent, target.level = result.primal, result.tangent, result.level
         return target

@@ -40,7 +40,9 @@ def numerical_jacobian(
         cols.append([(p - m) / (2 * h) for p, m in zip(*outs)])
     base = [np.asarray(o) for o in flatten(f(*args64))[0]]
     return [
-        np.stack([c[i] for c in cols], axis=-1).reshape(o.shape + x.shape) if cols else np.zeros(o.shape + x.shape)
+        np.stack([c[i] for c in cols], axis=-1).reshape(o.shape + x.shape)
+        if cols
+        else np.zeros(o.shape + x.shape)
         for i, o in enumerate(base)
     ]
 

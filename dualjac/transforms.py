@@ -14,6 +14,7 @@ inside another only sees its own perturbations.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -55,7 +56,11 @@ def _check_input(x: Any, what: str) -> Any:
     if isinstance(x, numbers.Complex):
         raise TypeError(f"{what} is complex: dualjac differentiates real inputs only")
     if not is_array(x):
-        hint = " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())" if "torch" in type(x).__module__ else ""
+        hint = (
+            " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())"
+            if "torch" in type(x).__module__
+            else ""
+        )
         raise TypeError(
             f"{what} is a {type(x).__name__}, not an array: pass a NumPy (or CuPy) floating array{hint}"
         )
@@ -73,77 +78,104 @@ def _check_input(x: Any, what: str) -> Any:
     )
 
 
-def _seeds(leaves: list[Any], start: int, stop: int, total: int) -> list[Any]:
-    """Tangents of lanes ``start:stop`` of the identity, split over the input leaves."""
-    plain = [value(x) for x in leaves]
-    xp = array_namespace(*plain)
-    dtype = np.result_type(*[p.dtype for p in plain])
-    k = stop - start
-    eye = xp.zeros((k, total), dtype=dtype)
-    eye[xp.arange(k), xp.arange(start, stop)] = 1
-    seeds, offset = [], 0
-    for x in plain:
-        seeds.append(eye[:, offset : offset + x.size].reshape((k,) + tuple(x.shape)))
-        offset += x.size
-    return seeds
+class _Inputs:
+    """The differentiated inputs of one transform call: their leaves and where each
+    leaf's elements sit among the ``total`` lanes (computed once per call)."""
+
+    def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
+        self.leaves = leaves
+        plain = [x if type(x) is not Dual else value(x) for x in leaves]
+        self.xp = array_namespace(*plain)
+        dtypes = {p.dtype for p in plain}
+        self.dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes)
+        self.items = [p.shape[len(lead) :] for p in plain]  # per-sample shapes
+        self.sizes = [p.size // max(1, math.prod(lead)) for p in plain]
+        self.total = sum(self.sizes)
+        self.widest = max((p.size for p in plain), default=1)
+        self.lead = lead
+
+    def seeds(self, start: int, stop: int) -> list[Any]:
+        """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves
+        (and broadcast over the ``lead`` batch axes as zero-stride views)."""
+        k = stop - start
+        if self.total <= 256:  # small: slice a cached identity (saves most of a tiny call's time)
+            eye = _identity(self.xp, self.total, self.dtype)[start:stop]
+        else:
+            eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
+        out, offset = [], 0
+        for item, n in zip(self.items, self.sizes):
+            seed = eye if len(self.items) == 1 else eye[:, offset : offset + n]
+            if self.lead:
+                seed = seed.reshape((k,) + (1,) * len(self.lead) + item)
+                out.append(self.xp.broadcast_to(seed, (k,) + self.lead + item))
+            else:
+                out.append(seed.reshape((k,) + item))
+            offset += n
+        return out
+
+    def blocks(self, t: Any, o: Any) -> list[Any]:
+        """Split output lanes ``t`` (N, *o.shape) into Jacobian blocks ``o.shape + item``
+        per input leaf; ``t`` None (``o`` does not depend on the inputs) gives zeros."""
+        o_shape = tuple(o.shape) if hasattr(o, "shape") else tuple(np.shape(o))
+        if t is None:
+            return [self.xp.zeros(o_shape + item, dtype=self.dtype) for item in self.items]
+        cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t  # (*o.shape, N)
+        out, offset = [], 0
+        for item, n in zip(self.items, self.sizes):
+            block = cols if len(self.items) == 1 else cols[..., offset : offset + n]
+            out.append(block.reshape(o_shape + item))
+            offset += n
+        return out
+
+
+@functools.lru_cache(maxsize=16)
+def _identity(xp: Any, n: int, dtype: Any) -> Any:
+    """The n x n identity, cached: seeds are read-only slices of it (never written)."""
+    return xp.eye(n, dtype=dtype)
 
 
 def _chunk(chunk_size: int | None, total: int, widest: int, itemsize: int) -> int:
     if chunk_size is not None:
         if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        return min(int(chunk_size), total)
+        return min(int(chunk_size), max(total, 1))
     return max(1, min(total, config.tangent_bytes // max(1, widest * itemsize)))
 
 
 # --- the lane loop ----------------------------------------------------------------------
-def _lanes(run: Callable[[list[Any], int], Any], leaves: list[Any], total: int, chunk_size, seeder):
-    """Run ``run(seeds, level)`` over chunks of lanes; return (outputs of the first pass,
-    per output leaf: its tangent lanes for all ``total`` lanes, or None if constant)."""
-    itemsize = max((value(x).dtype.itemsize for x in leaves), default=8)
-    widest = max((value(x).size for x in leaves), default=1)
-    k = _chunk(chunk_size, total, widest, itemsize)
-    first_out, parts, start = None, None, 0
-    while start < total:
+def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: int | None):
+    """Run ``run(seeds, level)`` over chunks of lanes. Returns the first pass's output
+    leaves and structure, and per output leaf its tangent lanes for all ``total``
+    lanes (None where the output does not depend on the inputs)."""
+    total, itemsize = inputs.total, inputs.dtype.itemsize
+    k = _chunk(chunk_size, total, inputs.widest, itemsize)
+    first, parts, start = None, None, 0
+    while first is None or start < total:
         stop = min(total, start + k)
         level = next(_levels)
         rules.PEAK[0] = 0
-        out = run(seeder(start, stop), level)
-        out_leaves, out_def = flatten(out)
-        if first_out is None:
-            first_out = (out_leaves, out_def)
-            parts = [[] for _ in out_leaves]
+        out_leaves, out_def = flatten(run(inputs.seeds(start, stop), level))
+        if first is None:
+            first, parts = (out_leaves, out_def), [[] for _ in out_leaves]
         for j, o in enumerate(out_leaves):
             parts[j].append(o.tangent if type(o) is Dual and o.level == level else None)
         if chunk_size is None and start == 0 and stop < total:  # resize from what we saw
-            k = _chunk(None, total, max(widest, rules.PEAK[0]), itemsize)
+            k = _chunk(None, total, max(inputs.widest, rules.PEAK[0]), itemsize)
         start = stop
-    lanes = [None if p[0] is None else (p[0] if len(p) == 1 else np.concatenate(p, axis=0)) for p in parts]
-    out_leaves, out_def = first_out
-    return out_leaves, out_def, lanes
+    lanes = [p[0] if len(p) == 1 else _concat_lanes(p, o) for p, o in zip(parts, first[0])]
+    return first[0], first[1], lanes
+
+
+def _concat_lanes(parts: list[Any], o: Any) -> Any:
+    if all(p is None for p in parts):
+        return None
+    shape = tuple(np.shape(_primal(o)))
+    parts = [p if p is not None else np.zeros((1,) + shape)[:0] for p in parts]
+    return np.concatenate(parts, axis=0)
 
 
 def _primal(o: Any, level: int | None = None) -> Any:
     return o.primal if type(o) is Dual and (level is None or o.level == level) else o
-
-
-def _columns(t: Any, o: Any, leaves: list[Any], lead: tuple = ()) -> list[Any]:
-    """Split lanes ``t`` of shape (N, *o.shape) into per-input Jacobian blocks
-    of shape ``o.shape + x.shape`` (``lead`` batch axes excluded from x)."""
-    o_shape = tuple(np.shape(o))
-    if t is None:
-        xp = array_namespace(value(o))
-        dtype = np.result_type(*[value(x).dtype for x in leaves])
-        return [xp.zeros(o_shape + tuple(np.shape(x))[len(lead) :], dtype=dtype) for x in leaves]
-    cols = np.moveaxis(t, 0, -1)  # (*o.shape, N)
-    blocks, offset = [], 0
-    for x in leaves:
-        item = tuple(np.shape(x))[len(lead) :]
-        n = math.prod(item)
-        block = cols if len(leaves) == 1 else cols[..., offset : offset + n]
-        blocks.append(block.reshape(o_shape + item))
-        offset += n
-    return blocks
 
 
 # --- public transforms ------------------------------------------------------------------
@@ -178,9 +210,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     out = f(*unflatten(p_def, duals))
     o_leaves, o_def = flatten(out)
     outs = [_primal(o, level) for o in o_leaves]
-    tans = [
-        o.tangent[0] if type(o) is Dual and o.level == level else _zeros_like(o) for o in o_leaves
-    ]
+    tans = [o.tangent[0] if type(o) is Dual and o.level == level else _zeros_like(o) for o in o_leaves]
     return unflatten(o_def, outs), unflatten(o_def, tans)
 
 
@@ -219,12 +249,12 @@ def jacfwd(
         nums = tuple(a % len(args) for a in nums)
         wrt = tuple(args[a] for a in nums)
         leaves, in_def = flatten(wrt)
-        leaves = [_check_input(x, f"argument {nums[0] if len(nums) == 1 else nums} (leaf {i})") for i, x in enumerate(leaves)]
-        total = sum(value(x).size for x in leaves)
+        where = f"argument {nums[0] if len(nums) == 1 else nums}"
+        inputs = _Inputs([_check_input(x, f"{where} (leaf {i})") for i, x in enumerate(leaves)])
         aux_box = []
 
         def run(seeds: list[Any], level: int) -> Any:
-            duals = [Dual(x, s, level) for x, s in zip(leaves, seeds)]
+            duals = [Dual(x, s, level) for x, s in zip(inputs.leaves, seeds)]
             call = list(args)
             for a, sub in zip(nums, unflatten(in_def, duals)):
                 call[a] = sub
@@ -237,27 +267,15 @@ def jacfwd(
                     aux_box.append(_strip(aux, level))
             return out
 
-        seeder = lambda start, stop: _seeds(leaves, start, stop, total)  # noqa: E731
-        out_leaves, out_def, lanes = _lanes(run, leaves, max(total, 1), chunk_size, seeder) if total else _no_lanes(run, leaves)
+        out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
         blocks = []
         for o, t in zip(out_leaves, lanes):
-            per_input = unflatten(in_def, _columns(t, o, leaves))
+            per_input = unflatten(in_def, inputs.blocks(t, _primal(o)))
             blocks.append(per_input[0] if isinstance(argnums, int) else per_input)
         jac = unflatten(out_def, blocks)
         return (jac, aux_box[0]) if has_aux else jac
 
     return jac_f
-
-
-def _no_lanes(run, leaves):
-    out = run([], next(_levels)) if not leaves else run([_empty_seed(x) for x in leaves], next(_levels))
-    out_leaves, out_def = flatten(out)
-    return out_leaves, out_def, [None] * len(out_leaves)
-
-
-def _empty_seed(x):
-    v = value(x)
-    return array_namespace(v).zeros((0,) + tuple(v.shape), dtype=v.dtype)
 
 
 def _strip(tree: Any, level: int) -> Any:
@@ -303,19 +321,10 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     x = _check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
-    B, item = np.shape(x)[0], tuple(np.shape(x))[1:]
-    total = math.prod(item)
-
-    def seeder(start: int, stop: int) -> list[Any]:
-        (e,) = _seeds([value(x)[0]], start, stop, total)  # (k, *item)
-        k = stop - start
-        # the same seed for every row: a zero-stride view, never materialised
-        return [array_namespace(e).broadcast_to(e.reshape((k, 1) + item), (k, B) + item)]
-
-    def run(seeds: list[Any], level: int) -> Any:
-        return f(Dual(x, seeds[0], level))
-
-    out_leaves, out_def, lanes = _lanes(run, [x], total, chunk_size, seeder) if total else _no_lanes(run, [x])
+    B = np.shape(x)[0]
+    inputs = _Inputs([x], lead=(B,))
+    run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
+    out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
     blocks = []
     for o, t in zip(out_leaves, lanes):
         if np.ndim(o) < 1 or np.shape(o)[0] != B:
@@ -323,7 +332,7 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
                 f"batch_jacobian: an output has shape {tuple(np.shape(o))}, but every output must "
                 f"keep the batch axis of size {B} first"
             )
-        (block,) = _columns(t, _primal(o), [x], lead=(B,))
+        (block,) = inputs.blocks(t, _primal(o))
         blocks.append(block)
     return unflatten(out_def, blocks)
 

@@ -102,14 +102,6 @@ def neg_axes(axis: Any, ndim: int) -> Any:
     return neg_axis(axis, ndim)
 
 
-def _level(args: tuple) -> int:
-    level = 0
-    for a in args:
-        if type(a) is Dual and a.level > level:
-            level = a.level
-    return level
-
-
 def apply(name: str, *args: Any, **params: Any) -> Any:
     """Evaluate op ``name`` on arrays or Duals: the one door to the rules table.
 
@@ -122,12 +114,14 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     rule = RULES.get(name)
     if rule is None:
         raise UnsupportedOpError(name)
-    level = _level(args)
+    level = 0  # the innermost transform among the arguments; lower levels are constants here
+    for a in args:
+        if type(a) is Dual and a.level > level:
+            level = a.level
     if level == 0:
         return rule.primal(array_namespace(*args), *args, **params)
 
-    mine = [type(a) is Dual and a.level == level for a in args]
-    primals = tuple(a.primal if m else a for a, m in zip(args, mine))
+    primals = tuple([a.primal if type(a) is Dual and a.level == level else a for a in args])
     xp = array_namespace(*primals)
     ans = rule.primal(xp, *primals, **params)
     if rule.nondiff:
@@ -137,25 +131,27 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         PEAK[0] = size
 
     if rule.joint is not None:
-        tangents = [a.tangent if m else None for a, m in zip(args, mine)]
+        tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
         return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
 
     tangent = None
-    ndim = ans.ndim if rule.elementwise else 0
+    ndim = ans.ndim if rule.elementwise else -1
     for i, a in enumerate(args):
-        if not mine[i]:
-            continue
+        if type(a) is not Dual or a.level != level:
+            continue  # a constant: its contribution is a symbolic zero
         jvp_i = rule.jvp[i] if i < len(rule.jvp) else None
         if jvp_i is None:
             raise UnsupportedOpError(
                 f"{name} (argument {i})",
                 f"argument {i} of {name} is not differentiable; pass a constant there",
             )
-        dx = lanes_to_rank(a.tangent, ndim) if rule.elementwise else a.tangent
+        dx = a.tangent
+        if dx.ndim <= ndim:
+            dx = lanes_to_rank(dx, ndim)
         contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
-    if rule.elementwise and tuple(tangent.shape[1:]) != tuple(ans.shape):
-        tangent = xp.broadcast_to(tangent, (tangent.shape[0],) + tuple(ans.shape))
+    if rule.elementwise and tangent.shape[1:] != ans.shape:
+        tangent = xp.broadcast_to(tangent, tangent.shape[:1] + ans.shape)
     return Dual(ans, tangent, level)
 
 
