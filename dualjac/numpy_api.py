@@ -10,7 +10,8 @@ never a generic ``TypeError``, and never a silent loss of tangents.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -26,7 +26,8 @@ parameters are made negative so they mean the same axis for primal and tangent).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ..backend import array_namespace
 from ..dual import Dual
@@ -164,4 +165,7 @@ def _wrap(ans: Any, tangent: Any, level: int) -> Any:
 
 
 # Importing the families fills RULES.
-from . import elementwise, linalg, reductions, shape  # noqa: E402, F401
+from . import elementwise as _elementwise  # noqa: E402, F401
+from . import linalg as _linalg  # noqa: E402, F401
+from . import reductions as _reductions  # noqa: E402, F401
+from . import shape as _shape  # noqa: E402, F401
