@@ -33,10 +33,14 @@ from .tree import flatten, unflatten
 
 @dataclass
 class Config:
-    """Global settings. ``tangent_bytes``: memory budget for one tangent array, which
-    sets the default ``chunk_size`` (lanes per pass)."""
+    """Global settings.
+
+    ``tangent_bytes``: memory budget for one tangent array, which sets the default
+    ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
+    after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar."""
 
     tangent_bytes: int = 1 << 30
+    progress: Callable[[int, int], None] | None = None
 
 
 config = Config()
@@ -162,6 +166,8 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
             parts[j].append(o.tangent if type(o) is Dual and o.level == level else None)
         if chunk_size is None and start == 0 and stop < total:  # resize from what we saw
             k = _chunk(None, total, max(inputs.widest, rules.PEAK[0]), itemsize)
+        if config.progress is not None and (start or stop < total):
+            config.progress(stop, total)
         start = stop
     lanes = [p[0] if len(p) == 1 else _concat_lanes(p, o) for p, o in zip(parts, first[0])]
     return first[0], first[1], lanes
