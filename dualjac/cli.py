@@ -156,7 +156,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     print(f"dualjac demo: per-sample Jacobians of a batch of {args.batch}, float32 models")
     print(
-        "(dualjac via its torch.fx adapter; errors from a float64 dualjac cross-check against torch.autograd)\n"
+        "(dualjac via its torch.fx adapter; errors: a float64 dualjac cross-check of torch.autograd)\n"
     )
     cols = ("model", "Jacobian", "max abs err", "ok", "dualjac", "vmap(jacfwd)", "vmap(jacrev)")
     header = "{:<20} {:<18} {:>12} {:>4} {:>10} {:>13} {:>13}".format(*cols)
