@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from ..backend import array_namespace
 from ..dual import Dual
 from ..errors import UnsupportedOpError
+from ..lanes import Diagonal
 
 
 class Rule(NamedTuple):
@@ -132,9 +133,10 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         PEAK[0] = size
 
     if rule.joint is not None:
-        tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
+        tangents = [_dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
         return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
 
+    diag = _common_diagonal(args, level, ans) if rule.elementwise else None
     tangent = None
     ndim = ans.ndim if rule.elementwise else -1
     for i, a in enumerate(args):
@@ -146,14 +148,33 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
                 f"{name} (argument {i})",
                 f"argument {i} of {name} is not differentiable; pass a constant there",
             )
-        dx = a.tangent
+        dx = a.tangent.values[None] if diag is not None else _dense(a.tangent)  # one lane stands for all
         if dx.ndim <= ndim:
             dx = lanes_to_rank(dx, ndim)
         contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
+    if diag is not None:
+        return Dual(ans, diag.with_values(tangent[0]), level)
     if rule.elementwise and tangent.shape[1:] != ans.shape:
         tangent = xp.broadcast_to(tangent, tangent.shape[:1] + ans.shape)
     return Dual(ans, tangent, level)
+
+
+def _dense(t: Any) -> Any:
+    return t.dense() if type(t) is Diagonal else t
+
+
+def _common_diagonal(args: tuple, level: int, ans: Any) -> Diagonal | None:
+    """The shared implicit-identity structure of all differentiated arguments, if every one
+    has it and none is broadcast up to ``ans`` (elementwise ops then keep it)."""
+    diag = None
+    for a in args:
+        if type(a) is Dual and a.level == level:
+            t = a.tangent
+            if type(t) is not Diagonal or a.primal.shape != ans.shape or (diag is not None and not diag.like(t)):
+                return None
+            diag = t
+    return diag
 
 
 def _wrap(ans: Any, tangent: Any, level: int) -> Any:
