@@ -57,7 +57,6 @@ class Diagonal:
         covering every item position): zeros with ``values`` on the diagonal."""
         lead, item = shape[: self.nlead], shape[self.nlead :]
         n, b = math.prod(item), math.prod(lead)
-        J = self.xp.zeros((b, n, n), dtype=self.values.dtype)
-        idx = self.xp.arange(n)
-        J[:, idx, idx] = self.values.reshape(b, n)
+        J = self.xp.zeros((b, n * n), dtype=self.values.dtype)
+        J[:, :: n + 1] = self.values.reshape(b, n)  # the diagonal of each (n, n) block
         return J.reshape(lead + item + item)
