@@ -50,9 +50,14 @@ _levels = itertools.count(1)
 
 
 # --- inputs ---------------------------------------------------------------------------
+def _ready(x: Any) -> bool:
+    """The common case, checked first: a NumPy floating array, or a Dual of an outer transform."""
+    return type(x) is Dual or (type(x) is np.ndarray and x.dtype.kind == "f")
+
+
 def _check_input(x: Any, what: str) -> Any:
     """A differentiable input: a floating array (or Python float, or a Dual of an outer transform)."""
-    if type(x) is Dual:
+    if _ready(x):
         return x
     if isinstance(x, float):
         return np.asarray(x, dtype=np.float64)
@@ -90,36 +95,29 @@ class _Inputs:
     leaf's elements sit among the ``total`` lanes (computed once per call)."""
 
     def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
-        self.leaves = leaves
+        self.leaves, self.lead = leaves, lead
         plain = [x if type(x) is not Dual else value(x) for x in leaves]
         self.xp = array_namespace(*plain)
-        dtypes = {p.dtype for p in plain}
-        self.dtype = dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes)
+        self.dtype = plain[0].dtype if len(plain) == 1 else np.result_type(*[p.dtype for p in plain])
         self.items = [p.shape[len(lead) :] for p in plain]  # per-sample shapes
-        self.sizes = [p.size // max(1, math.prod(lead)) for p in plain]
+        batch = math.prod(lead)
+        self.sizes = [p.size // batch for p in plain] if lead else [p.size for p in plain]
         self.total = sum(self.sizes)
         self.widest = max((p.size for p in plain), default=1)
-        self.lead = lead
 
     def seeds(self, start: int, stop: int) -> list[Any]:
-        """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves
-        (and broadcast over the ``lead`` batch axes as zero-stride views)."""
+        """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
         k = stop - start
-        if len(self.items) == 1:  # one input: keep its identity lanes implicit (see lanes.py)
+        if len(self.items) == 1:  # one input (the batch_jacobian case): implicit identity, lanes.py
             ones = self.xp.ones(self.lead + self.items[0], dtype=self.dtype)
             return [Diagonal(ones, k, start, len(self.lead), self.xp)]
-        if self.total <= 256:  # small: slice a cached identity (saves most of a tiny call's time)
+        if self.total <= 256:  # small: slice a cached identity (most of a tiny call's time)
             eye = _identity(self.xp, self.total, self.dtype)[start:stop]
         else:
             eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
         out, offset = [], 0
         for item, n in zip(self.items, self.sizes):
-            seed = eye if len(self.items) == 1 else eye[:, offset : offset + n]
-            if self.lead:
-                seed = seed.reshape((k,) + (1,) * len(self.lead) + item)
-                out.append(self.xp.broadcast_to(seed, (k,) + self.lead + item))
-            else:
-                out.append(seed.reshape((k,) + item))
+            out.append(eye[:, offset : offset + n].reshape((k,) + item))
             offset += n
         return out
 
@@ -265,8 +263,9 @@ def jacfwd(
         nums = tuple(a % len(args) for a in nums)
         wrt = tuple(args[a] for a in nums)
         leaves, in_def = flatten(wrt)
-        where = f"argument {nums[0] if len(nums) == 1 else nums}"
-        inputs = _Inputs([_check_input(x, f"{where} (leaf {i})") for i, x in enumerate(leaves)])
+        inputs = _Inputs(
+            [x if _ready(x) else _check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
+        )
         aux_box = []
 
         def run(seeds: list[Any], level: int) -> Any:
