@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import _lookup, is_array
+from .backend import _lookup, array_namespace, is_array
 from .dual import Dual
 from .errors import UnsupportedOpError
 from .rules import apply
@@ -177,6 +177,8 @@ def astype(x: Any, dtype: Any) -> Any:
 def _moveaxis(a, source, destination):
     nd = np.ndim(a)
     src, dst = _axes(source, nd), _axes(destination, nd)
+    if len(src) != len(dst):
+        raise ValueError("`source` and `destination` arguments must have the same number of elements")
     order = [n for n in range(nd) if n not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -185,12 +187,15 @@ def _moveaxis(a, source, destination):
 
 def _axes(axis, nd):
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    for a in axis:
+        if not -nd <= a < nd:
+            raise np.exceptions.AxisError(a, nd)
     return tuple(a % nd for a in axis)
 
 
 def _swapaxes(a, axis1, axis2):
     order = list(range(np.ndim(a)))
-    i, j = axis1 % len(order), axis2 % len(order)
+    i, j = _axes((axis1, axis2), len(order))
     order[i], order[j] = order[j], order[i]
     return transpose(a, order)
 
@@ -198,7 +203,7 @@ def _swapaxes(a, axis1, axis2):
 def _expand_dims(a, axis):
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     nd = np.ndim(a) + len(axis)
-    axis = {ax % nd for ax in axis}
+    axis = set(_axes(axis, nd))
     it = iter(np.shape(a))
     return reshape(a, tuple(1 if i in axis else next(it) for i in range(nd)))
 
@@ -216,7 +221,7 @@ def _squeeze(a, axis=None):
 def _atleast(nd: int, where: Callable[[tuple], tuple]):
     def f(*arys):
         res = [a if np.ndim(a) >= nd else reshape(a, where(np.shape(a))) for a in arys]
-        return res[0] if len(res) == 1 else res
+        return res[0] if len(res) == 1 else tuple(res)
 
     return f
 
@@ -242,9 +247,9 @@ def _split(ary, indices_or_sections, axis=0, *, strict=True):
         sizes = [each + 1] * extra + [each] * (sections - extra)
         bounds = np.cumsum([0] + sizes).tolist()
     else:
-        bounds = [0] + [min(int(i), n) for i in indices_or_sections] + [n]
-    pre = (slice(None),) * (axis % np.ndim(ary))
-    return [getitem(ary, pre + (slice(a, max(a, b)),)) for a, b in zip(bounds[:-1], bounds[1:])]
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    pre = (slice(None),) * _axes(axis, np.ndim(ary))[0]
+    return [getitem(ary, pre + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
@@ -267,6 +272,16 @@ def _vstack(tup, dtype=None, casting=None):
 def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
     _reject_out("stack", out)
     return apply("stack", *tuple(arrays), axis=axis)
+
+
+def _take(a, indices, axis=None, out=None, mode="raise"):
+    _reject_out("take", out)
+    indices = value(indices)
+    if mode != "raise":  # out-of-range indices wrap or clip to a valid index first
+        n = np.size(a) if axis is None else np.shape(a)[axis]
+        xp = array_namespace(value(a))
+        indices = xp.mod(xp.asarray(indices), n) if mode == "wrap" else xp.clip(xp.asarray(indices), 0, n - 1)
+    return apply("take", a, indices=indices, axis=axis)
 
 
 def _einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
@@ -401,8 +416,8 @@ FUNCTIONS: dict[Callable[..., Any], str | Callable[..., Any]] = {
     np.tile: lambda A, reps: apply("tile", A, reps=(reps,) if np.ndim(reps) == 0 else tuple(reps)),
     np.repeat: lambda a, repeats, axis=None: apply("repeat", a, repeats=value(repeats), axis=axis),
     np.flip: _flip,
-    np.fliplr: lambda m: _flip(m, 1),
-    np.flipud: lambda m: _flip(m, 0),
+    np.fliplr: lambda m: _flip(m, 1) if np.ndim(m) >= 2 else np.fliplr(value(m)),  # NumPy's error
+    np.flipud: lambda m: _flip(m, 0) if np.ndim(m) >= 1 else np.flipud(value(m)),
     np.roll: lambda a, shift, axis=None: apply("roll", a, shift=shift, axis=axis),
     np.pad: lambda array, pad_width, mode="constant", **kw: apply(
         "pad", array, pad_width=pad_width, mode=mode, **kw
@@ -411,9 +426,7 @@ FUNCTIONS: dict[Callable[..., Any], str | Callable[..., Any]] = {
         np.where(value(condition)) if not xy else apply("where", value(condition), *xy)
     ),
     np.clip: _clip,
-    np.take: lambda a, indices, axis=None, out=None, mode="raise": apply(
-        "take", a, indices=value(indices), axis=axis
-    ),
+    np.take: _take,
     np.take_along_axis: lambda arr, indices, axis=-1: apply(
         "take_along_axis", arr, indices=value(indices), axis=axis
     ),

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from . import rules
-from .rules import _dense
 from .backend import array_namespace, is_array
 from .dual import Dual
 from .lanes import Diagonal
 from .numpy_api import value
+from .rules import _dense
 from .tree import flatten, unflatten
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.lib.mixins import NDArrayOperatorsMixin
-from rule_specs import all_specs
 
 import dualjac as dj
 from dualjac import backend
+from rule_specs import all_specs
 
 
 def _unwrap(x):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rule_specs import all_specs
 
 import dualjac as dj
 from dualjac import numpy_api
+from rule_specs import all_specs
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rule_specs import all_specs
 
 import dualjac as dj
 from dualjac.testing import check_jacobian
+from rule_specs import all_specs
 
 SPECS = all_specs()
 CASES = [pytest.param(s, shape, id=f"{s.name}-{shape}") for s in SPECS for shape in s.shapes]

@@ -4,6 +4,7 @@ build constants shaped like it: they must work on Duals and carry no derivative.
 from __future__ import annotations
 
 import numpy as np
+
 from rule_specs import Spec
 
 

@@ -1,0 +1,334 @@
+"""Make the documentation's figures from real runs: ``python docs/make_figures.py``.
+
+Writes, under ``docs/figures/``:
+
+* ``forward_vs_reverse.png``: time for the full Jacobian of an MLP with K inputs and 16 outputs,
+  against K: dualjac ``jacfwd``, ``torch.func.jacfwd`` and ``torch.func.jacrev``;
+* ``jacobian_heatmap.png``: per-sample Jacobians of the ``dualjac demo`` models (needs the torch
+  adapter, ``dualjac.torch.from_torch``);
+* ``benchmarks.png``: ``benchmarks/results/latest.json`` as a chart (skipped, with a message, when
+  that file is absent: run ``python -m benchmarks.run`` first), and ``benchmarks.md``, the fragment
+  ``docs/benchmarks.md`` includes: the chart, or a note saying why there is none;
+* ``machine.md`` / ``machine.json``: the machine and versions they came from (pages include
+  ``machine.md``).
+
+Needs torch and matplotlib (``pip install -e ".[torch,plot]"``). Not run by the tests; takes about
+a minute. ``--only NAME`` (repeatable) makes a subset: forward_vs_reverse, heatmap, benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "figures"
+sys.path.insert(0, str(ROOT))
+
+import dualjac as dj  # noqa: E402
+
+
+# --- the machine ------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import matplotlib
+
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "dualjac": dj.__version__,
+        "matplotlib": matplotlib.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def write_machine(info: dict) -> None:
+    (OUT / "machine.json").write_text(json.dumps(info, indent=2) + "\n")
+    torch_part = f", torch {info['torch']} ({info['torch_threads']} threads)" if info.get("torch") else ""
+    text = (
+        '!!! info "Where these figures come from"\n'
+        f"    Measured by `docs/make_figures.py` on {info['date']}: {info['cpu']}, {info['cores']} cores, "
+        f"{info['os']}; Python {info['python']}, NumPy {info['numpy']}{torch_part}, "
+        f"dualjac {info['dualjac']}. CPU only, float64 unless stated. Timings on other machines differ; "
+        "the shapes of the curves are the point.\n"
+    )
+    (OUT / "machine.md").write_text(text)
+    print(f"wrote {OUT / 'machine.md'}")
+
+
+# --- timing -----------------------------------------------------------------------------
+def median_time(fn, repeats: int = 7, budget: float = 3.0) -> float:
+    fn()  # warm up (allocations, torch's dispatch caches)
+    times: list[float] = []
+    t_end = time.perf_counter() + budget
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() < t_end):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+# --- figure 1: forward vs reverse -------------------------------------------------------
+def forward_vs_reverse(plt) -> None:
+    import torch
+
+    hidden, m = 256, 16
+    widths = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    rows = {"dualjac jacfwd": [], "torch.func.jacfwd": [], "torch.func.jacrev": []}
+    rng = np.random.default_rng(0)
+    for K in widths:
+        Ws = [rng.standard_normal(s) / np.sqrt(s[0]) for s in ((K, hidden), (hidden, hidden), (hidden, m))]
+        bs = [rng.standard_normal(s[1]) * 0.1 for s in ((K, hidden), (hidden, hidden), (hidden, m))]
+
+        def f_np(x, Ws=Ws, bs=bs):
+            h = np.tanh(x @ Ws[0] + bs[0])
+            h = np.tanh(h @ Ws[1] + bs[1])
+            return h @ Ws[2] + bs[2]
+
+        Wt, bt = [torch.from_numpy(W) for W in Ws], [torch.from_numpy(b) for b in bs]
+
+        def f_t(x, Wt=Wt, bt=bt):
+            h = torch.tanh(x @ Wt[0] + bt[0])
+            h = torch.tanh(h @ Wt[1] + bt[1])
+            return h @ Wt[2] + bt[2]
+
+        x = rng.standard_normal(K)
+        xt = torch.from_numpy(x)
+        J = dj.jacfwd(f_np)(x)
+        assert np.allclose(J, torch.func.jacrev(f_t)(xt).numpy()), "dualjac and torch disagree"
+        rows["dualjac jacfwd"].append(median_time(lambda x=x: dj.jacfwd(f_np)(x)))
+        rows["torch.func.jacfwd"].append(median_time(lambda xt=xt: torch.func.jacfwd(f_t)(xt)))
+        rows["torch.func.jacrev"].append(median_time(lambda xt=xt: torch.func.jacrev(f_t)(xt)))
+        print(f"  K={K:5d}  " + "  ".join(f"{k} {v[-1] * 1e3:8.3f} ms" for k, v in rows.items()))
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = {
+        "dualjac jacfwd": ("C0", "o-"),
+        "torch.func.jacfwd": ("C1", "s--"),
+        "torch.func.jacrev": ("C2", "^-."),
+    }
+    for name, ts in rows.items():
+        color, style = styles[name]
+        ax.plot(widths, np.array(ts) * 1e3, style, color=color, label=name)
+    ax.axvline(m, color="grey", lw=0.8, ls=":")
+    ax.text(m * 1.08, 0.97, f"K = m = {m}", color="grey", va="top", transform=ax.get_xaxis_transform())
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="input width K (forward mode: lanes; the output has m = 16)",
+        ylabel="time for the full Jacobian (ms)",
+        title=f"Full Jacobian of an MLP K-{hidden}-{hidden}-{m} (tanh, float64, one input)",
+    )
+    ax.set_xticks(widths, [str(k) for k in widths], fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = OUT / "forward_vs_reverse.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    (OUT / "forward_vs_reverse.json").write_text(
+        json.dumps({"K": widths, "m": m, "hidden": hidden, "seconds": rows}, indent=2) + "\n"
+    )
+    print(f"wrote {path}")
+
+
+# --- figure 2: Jacobian heatmaps of the demo models -----------------------------------------
+def heatmap(plt) -> None:
+    import torch
+
+    from dualjac.cli import _demo_models
+
+    try:
+        from dualjac.torch import from_torch
+
+        engine = "dualjac.batch_jacobian(from_torch(model), x)"
+    except ImportError as e:
+        from_torch = None
+        engine = "torch.func.vmap(jacrev) (dualjac's torch adapter was not available)"
+        print(f"  note: {e}; computing the heatmap with torch.func instead: re-run once the adapter exists")
+
+    models = _demo_models(torch)
+    jacs = {}
+    for name, (model, item) in models.items():
+        x = torch.randn((4,) + item, generator=torch.Generator().manual_seed(1))
+        if from_torch is not None:
+            jacs[name] = dj.batch_jacobian(from_torch(model), x.numpy())[0]  # sample 0: (out, *item)
+        else:
+            single = lambda s, model=model: model(s.unsqueeze(0)).squeeze(0)
+            jacs[name] = torch.func.vmap(torch.func.jacrev(single))(x).detach().numpy()[0]
+
+    (mlp_name, J_mlp), (cnn_name, J_cnn) = jacs.items()  # (8, 16) and (10, 1, 12, 12)
+    n_out = J_cnn.shape[0]
+    fig = plt.figure(figsize=(9, 4.6))
+    grid = fig.add_gridspec(2, n_out, height_ratios=[1.5, 1])
+    ax = fig.add_subplot(grid[0, :])
+    lim = float(np.abs(J_mlp).max()) or 1.0
+    im = ax.imshow(J_mlp, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    ax.set(
+        title=f"{mlp_name}: d(output) / d(input), sample 0, {J_mlp.shape[0]} x {J_mlp.shape[1]}",
+        xlabel="input feature",
+        ylabel="output",
+    )
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    lim = float(np.abs(J_cnn).max()) or 1.0
+    for k in range(n_out):
+        ax = fig.add_subplot(grid[1, k])
+        ax.imshow(
+            J_cnn[k].reshape(J_cnn.shape[-2:]), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"out {k}", fontsize=8)
+    fig.text(
+        0.5,
+        0.04,
+        f"{cnn_name}: d(output k) / d(image), sample 0, each 12 x 12 (same colour scale)",
+        ha="center",
+        fontsize=10,
+    )
+    fig.suptitle(f"Per-sample Jacobians of the `dualjac demo` models, by {engine}", fontsize=9)
+    fig.subplots_adjust(left=0.07, right=0.93, top=0.88, bottom=0.1, hspace=0.35)
+    path = OUT / "jacobian_heatmap.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+# --- figure 3: the benchmark results ---------------------------------------------------------
+TIME_KEYS = ("median_s", "median", "seconds", "time_s", "time", "median_ms", "ms", "time_ms")
+CASE_KEYS = ("workload", "case", "benchmark", "name", "id")
+TOOL_KEYS = ("tool", "impl", "implementation", "method", "library", "engine")
+
+
+def benchmark_records(data) -> list[tuple[str, str, float]]:
+    """(workload, tool, seconds) from the benchmark JSON, whatever its nesting."""
+    found: list[tuple[str, str, float]] = []
+
+    def seconds(d: dict) -> float | None:
+        for k in TIME_KEYS:
+            v = d.get(k)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return v / 1e3 if "ms" in k else float(v)
+        return None
+
+    def walk(node, context: dict) -> None:
+        if isinstance(node, dict):
+            ctx = dict(context)
+            for k in CASE_KEYS:
+                if isinstance(node.get(k), str):
+                    ctx.setdefault("case", node[k])
+                    break
+            for k in TOOL_KEYS:
+                if isinstance(node.get(k), str):
+                    ctx["tool"] = node[k]
+                    break
+            t = seconds(node)
+            if t is not None and "case" in ctx and "tool" in ctx:
+                found.append((ctx["case"], ctx["tool"], t))
+                return
+            for k, v in node.items():
+                if isinstance(v, dict | list):
+                    sub = dict(ctx)
+                    if isinstance(v, dict) and "case" in ctx and "tool" not in ctx and seconds(v) is not None:
+                        sub["tool"] = k  # {"case": ..., "tools": {"dualjac": {"median_s": ...}}}
+                    walk(v, sub)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, context)
+
+    walk(data, {})
+    return found
+
+
+def benchmarks(plt) -> None:
+    path = ROOT / "benchmarks" / "results" / "latest.json"
+    fragment = OUT / "benchmarks.md"  # what docs/benchmarks.md includes: the chart, or why there is none
+    missing = (
+        '!!! warning "No benchmark chart yet"\n'
+        "    `benchmarks/results/latest.json` was {why} when the figures were made. Run "
+        "`python -m benchmarks.run`, then `python docs/make_figures.py --only benchmarks`.\n"
+    )
+    if not path.exists():
+        print(
+            f"skipping benchmarks.png: {path.relative_to(ROOT)} not found "
+            "(run `python -m benchmarks.run` first)"
+        )
+        fragment.write_text(missing.format(why="absent"))
+        return
+    records = benchmark_records(json.loads(path.read_text()))
+    if not records:
+        print(
+            "skipping benchmarks.png: no (workload, tool, time) records recognised in "
+            f"{path.relative_to(ROOT)}"
+        )
+        fragment.write_text(missing.format(why="in a format the script does not recognise"))
+        return
+    cases = list(dict.fromkeys(r[0] for r in records))
+    tools = list(dict.fromkeys(r[1] for r in records))
+    table = {(c, t): s for c, t, s in records}
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(cases) * max(1, len(tools)) / 3), 4.5))
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        xs = [j + (i - (len(tools) - 1) / 2) * width for j, c in enumerate(cases) if (c, tool) in table]
+        ys = [table[(c, tool)] * 1e3 for c in cases if (c, tool) in table]
+        ax.bar(xs, ys, width, label=tool, color=f"C{i}")
+    ax.set_xticks(range(len(cases)), cases, rotation=20, ha="right", fontsize=8)
+    ax.set(yscale="log", ylabel="median time (ms), log scale", title="python -m benchmarks.run")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = OUT / "benchmarks.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    fragment.write_text("![Benchmark results: median time per workload and tool](figures/benchmarks.png)\n")
+    print(f"wrote {out} ({len(cases)} workloads, {len(tools)} tools)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=["forward_vs_reverse", "heatmap", "benchmarks"])
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_machine(machine())
+    todo = args.only or ["forward_vs_reverse", "heatmap", "benchmarks"]
+    for name in todo:
+        print(f"{name}:")
+        {"forward_vs_reverse": forward_vs_reverse, "heatmap": heatmap, "benchmarks": benchmarks}[name](plt)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

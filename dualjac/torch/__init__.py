@@ -1,0 +1,6 @@
+"""dualjac for torch users: ``from_torch`` turns a module into a dualjac Graph; ``check``
+compares torch.autograd's Jacobian with dualjac's."""
+
+from .check import CheckReport, check
+
+__all__ = ["CheckReport", "check"]

@@ -1,0 +1,86 @@
+"""dualjac.torch.check: agrees on correct models, catches wrong derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import dualjac.torch as djt  # noqa: E402
+
+nn = torch.nn
+
+
+def _mlp(dtype=torch.float64):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(dtype).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_check_agrees_on_a_correct_model(dtype):
+    x = torch.randn(5, 4, dtype=dtype)
+    for kwargs in ({}, {"batched": True}, {"wrt": "params"}):
+        report = djt.check(_mlp(dtype), x, **kwargs)
+        assert report.ok, str(report)
+        assert report.max_abs_error < (1e-12 if dtype == torch.float64 else 1e-5)
+        report.raise_for_failure()
+        assert "OK" in str(report) and len(report.rows) >= 1
+
+
+def test_check_blocks_have_the_right_shapes():
+    x = torch.randn(5, 4, dtype=torch.float64)
+    assert [r.shape for r in djt.check(_mlp(), x).rows] == [(5, 3, 5, 4)]
+    assert [r.shape for r in djt.check(_mlp(), x, batched=True).rows] == [(5, 3, 4)]
+    params = djt.check(_mlp(), x, wrt="params")
+    assert [r.wrt for r in params.rows] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert params.rows[0].shape == (5, 3, 6, 4)
+
+
+class _ScaledTanh(torch.autograd.Function):
+    """tanh whose backward is off by 1%: the kind of bug check() exists to find."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y) * 1.01
+
+
+class _Wrong(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        return _ScaledTanh.apply(self.lin(x))
+
+
+def test_check_catches_a_wrong_custom_backward():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    report = djt.check(_Wrong().eval(), x, batched=True)
+    assert not report.ok
+    assert report.max_rel_error == pytest.approx(0.01, rel=0.05) or report.max_rel_error > 0.005
+    with pytest.raises(AssertionError, match="disagree"):
+        report.raise_for_failure()
+
+
+def test_check_tolerances_follow_the_dtype_and_can_be_set():
+    x = torch.randn(2, 4)
+    assert djt.check(_mlp(torch.float32), x).rtol == 1e-3
+    assert djt.check(_mlp(torch.float32), x, rtol=1e-2, atol=0).rtol == 1e-2
+    assert djt.check(_mlp(), x.double()).rtol == 1e-7
+
+
+def test_check_bad_arguments():
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="wrt"):
+        djt.check(_mlp(), x, wrt="weights")
+    with pytest.raises(ValueError, match="inputs"):
+        djt.check(_mlp())
+    assert np.isfinite(djt.check(_mlp(), x).time_dualjac)
