@@ -188,5 +188,6 @@ def _wrap(ans: Any, tangent: Any, level: int) -> Any:
 # Importing the families fills RULES.
 from . import elementwise as _elementwise  # noqa: E402, F401
 from . import linalg as _linalg  # noqa: E402, F401
+from . import nn as _nn  # noqa: E402, F401
 from . import reductions as _reductions  # noqa: E402, F401
 from . import shape as _shape  # noqa: E402, F401
