@@ -196,3 +196,19 @@ def test_elementwise_chains_keep_identity_lanes_implicit(rng, monkeypatch):
     J = dj.jacfwd(g)(x[0])
     cols = [dj.jvp(g, (x[0],), (np.eye(4)[i],))[1] for i in range(4)]
     np.testing.assert_allclose(J, np.stack(cols, axis=-1), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "f, want",
+    [
+        (lambda x: x + np.ones(3), np.float64),  # a float64 constant promotes, as in NumPy
+        (lambda x: np.concatenate([x, np.ones(2)]), np.float64),
+        (lambda x: x * np.float32(2.0) + 1.0, np.float32),  # Python floats do not
+        (lambda x: np.tanh(x @ np.ones((3, 2), np.float32)), np.float32),
+    ],
+)
+def test_jacobian_dtype_is_the_output_dtype(f, want):
+    x = np.linspace(0.1, 0.3, 3, dtype=np.float32)
+    J = dj.jacfwd(f)(x)
+    out, t = dj.jvp(f, (x,), (np.ones(3, np.float32),))
+    assert J.dtype == want and out.dtype == want and t.dtype == want

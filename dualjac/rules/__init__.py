@@ -153,6 +153,8 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             dx = lanes_to_rank(dx, ndim)
         contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
+    if tangent.dtype != ans.dtype:  # a float32 Dual meeting a float64 constant: the result's dtype wins
+        tangent = tangent.astype(ans.dtype)
     if diag is not None:
         return Dual(ans, diag.with_values(tangent[0]), level)
     if rule.elementwise and tangent.shape[1:] != ans.shape:
@@ -182,7 +184,9 @@ def _wrap(ans: Any, tangent: Any, level: int) -> Any:
     if isinstance(ans, (tuple, list)):
         items = [_wrap(a, t, level) for a, t in zip(ans, tangent)]
         return type(ans)(*items) if hasattr(ans, "_fields") else type(ans)(items)
-    return ans if tangent is None else Dual(ans, tangent, level)
+    if tangent is None:
+        return ans
+    return Dual(ans, tangent if tangent.dtype == ans.dtype else tangent.astype(ans.dtype), level)
 
 
 # Importing the families fills RULES.
