@@ -9,7 +9,7 @@ from rule_specs import Spec
 
 
 def _inspect(x):
-    n = np.ndim(x) + np.size(x) + len(np.shape(x)) + np.count_nonzero(x > 0)
+    n = np.ndim(x) + np.size(x) + len(np.shape(x)) + np.count_nonzero(x)
     flags = np.all(x > -9) & np.any(x < 9) & np.isclose(x, x).all() & np.allclose(x, x) & np.array_equal(x, x)
     ints = np.argmax(x) + np.argmin(x) + np.argsort(x, axis=None)[0] + len(np.nonzero(x > 0))
     assert np.result_type(x) == x.dtype and np.isrealobj(x) and not np.iscomplexobj(x)
