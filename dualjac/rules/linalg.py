@@ -1,23 +1,371 @@
-"""Linear algebra: products (matmul, dot, einsum, ...), and np.linalg's solve, inv, det, ..."""
+"""Linear algebra: products (matmul, dot, tensordot, einsum, ...), traces and triangles, and
+np.linalg's solve, inv, det, slogdet, pinv and cholesky.
+
+Lanes are never looped over. A product's tangent folds the K lanes into a GEMM dimension
+(``dA @ B`` stacks the lanes' rows, ``A @ dB`` their columns), so all lanes go through one
+library call; np.linalg rules factor the primal once (one batched ``inv``/``solve``/``svd``) and
+apply it to all lanes with folded products, or with an O(K n^2) contraction where the tangent
+is a trace.
+
+Formulas (``X = f(A)``; every one is applied lane by lane):
+
+* products are bilinear: ``d(A B) = dA B + A dB`` for matmul, dot, vdot, inner, outer, tensordot;
+  einsum sums, over the differentiated operands, the same einsum with that operand replaced by
+  its tangent, carrying a fresh lane index.
+* trace, diagonal, tril, triu are linear: the same op on the tangent.
+* ``inv``: ``dX = -X dA X``.
+* ``solve`` (``A X = B``): ``dX = A^{-1} (dB - dA X)``, one batched solve for all lanes.
+* ``det``: ``d det = tr(adj(A) dA)``, with the adjugate from an SVD, so singular A is exact too
+  (``adj(A) = det(U) det(V) V adj(S) U^T``, ``adj(S)_i = prod_{j != i} s_j``).
+* ``slogdet``: ``d logabsdet = tr(A^{-1} dA)``; ``sign`` is piecewise constant. A singular A
+  (logabsdet = -inf) has no derivative: ``inv`` raises or returns non-finite values there.
+* ``cholesky`` (``A = L L^T``): ``dL = L Phi(L^{-1} dA L^{-T})``, Phi keeping the lower
+  triangle with its diagonal halved; ``upper=True`` returns ``U = L^T``, so ``dU = dL^T``. As in
+  torch, dA is taken to be symmetric (a perturbation of an SPD matrix); for a non-symmetric dA
+  this is torch's result, not NumPy's (which reads only one triangle of A).
+* ``pinv`` (Golub & Pereyra 1973), ``P = A^+``:
+  ``dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P``. It is the derivative where the
+  rank of A is locally constant (full-rank A, the usual case). At a rank-deficient A, np.linalg.pinv
+  (which cuts singular values below rcond) is not differentiable; the formula then gives the
+  derivative along rank-preserving perturbations. ``hermitian=True`` uses the same formula (its
+  primal reads one triangle, so, as with cholesky, dA is taken to be symmetric).
+"""
 
 from __future__ import annotations
 
-from . import defrule, lanes_to_rank
+import numbers
+import string
+
+from . import defrule, lanes_to_rank, neg_axis
 
 
+def _ndim(v):
+    return getattr(v, "ndim", 0)  # a Python scalar constant is 0-d
+
+
+def _flat(xp, v):
+    return v.reshape(-1) if hasattr(v, "reshape") else xp.asarray(v).reshape(-1)
+
+
+def _mT(v):
+    """Transpose of the last two axes (a view)."""
+    return v.swapaxes(-1, -2)
+
+
+# --- lane-folded matrix products -------------------------------------------------------
+def _left(xp, m, t):
+    """``m @ t[k]`` for every lane k, in one product: the lanes are folded into the columns.
+
+    ``m``: ``(..., p, n)``; ``t``: ``(K, ..., n, q)``; result ``(K, ..., p, q)`` (batch dims broadcast).
+    """
+    K, q = t.shape[0], t.shape[-1]
+    if m.ndim == 2:  # one GEMM: (p, n) @ (n, K * ... * q)
+        return xp.moveaxis(xp.tensordot(m, t, axes=([1], [t.ndim - 2])), 0, -2)
+    tt = xp.moveaxis(t, 0, -2)  # (..., n, K, q)
+    out = m @ tt.reshape(tt.shape[:-2] + (K * q,))  # (..., p, K*q)
+    return xp.moveaxis(out.reshape(out.shape[:-1] + (K, q)), -2, 0)
+
+
+def _right(xp, t, m):
+    """``t[k] @ m`` for every lane k, in one product: the lanes are folded into the rows.
+
+    ``t``: ``(K, ..., p, n)``; ``m``: ``(..., n, q)``; result ``(K, ..., p, q)`` (batch dims broadcast).
+    """
+    K, p, n = t.shape[0], t.shape[-2], t.shape[-1]
+    if m.ndim == 2:  # one GEMM: (K * ... * p, n) @ (n, q)
+        return (t.reshape(-1, n) @ m).reshape(t.shape[:-1] + m.shape[-1:])
+    tt = xp.moveaxis(t, 0, -3)  # (..., K, p, n)
+    out = tt.reshape(tt.shape[:-3] + (K * p, n)) @ m  # (..., K*p, q)
+    return xp.moveaxis(out.reshape(out.shape[:-2] + (K, p, m.shape[-1])), -3, 0)
+
+
+def _frobenius(xp, t, m):
+    """``sum_ij t[k, ..., i, j] * m[..., i, j]`` for every lane: ``tr(m^T t[k])``, O(K n^2)."""
+    if m.ndim == 2:  # one GEMV over all lanes
+        return (t.reshape(-1, m.size) @ m.reshape(-1)).reshape(t.shape[:-2])
+    return (t * m).sum(axis=(-2, -1))
+
+
+# --- matmul ----------------------------------------------------------------------------
 def _matmul_dx(xp, ans, dx, x, y):
-    # d(x @ y) = dx @ y + x @ dy, with the lanes riding along as a leading batch axis.
-    if x.ndim == 1:  # (K, n) @ (..., n, m) -> (..., K, m) -> (K, ..., m)
-        return xp.moveaxis(dx @ y, -2, 0) if y.ndim > 1 else dx @ y
-    if y.ndim == 2:  # one GEMM for all K lanes: (K*..., n) @ (n, m)
-        return (dx.reshape(-1, dx.shape[-1]) @ y).reshape(dx.shape[:-1] + y.shape[-1:])
-    return lanes_to_rank(dx, max(ans.ndim, x.ndim)) @ y
+    # d(x @ y) = dx @ y + x @ dy; 1-D operands are a row (x) or column (y) vector
+    if y.ndim == 1:  # (K, ..., n) @ (n,): one GEMV over all lanes and rows
+        return (dx.reshape(-1, dx.shape[-1]) @ y).reshape(dx.shape[:-1])
+    if x.ndim == 1:  # (K, n) @ (..., n, m) -> (..., K, m): the lanes are the rows
+        return xp.moveaxis(dx @ y, -2, 0)
+    return _right(xp, dx, y)
 
 
 def _matmul_dy(xp, ans, dy, x, y):
-    if y.ndim == 1:  # (..., m, n) @ (n, K) -> (..., m, K) -> (K, ..., m); or (n,) @ (n, K)
-        return xp.moveaxis(x @ xp.moveaxis(dy, 0, -1), -1, 0)
-    return x @ lanes_to_rank(dy, ans.ndim)
+    if y.ndim == 1:  # x @ dy^T: (..., m, n) @ (n, K) -> (..., m, K); or (n,) @ (n, K)
+        return dy @ x if x.ndim == 1 else xp.moveaxis(x @ dy.T, -1, 0)
+    if x.ndim == 1:  # x as a (1, n) row
+        return _left(xp, x[None], dy)[..., 0, :]
+    return _left(xp, x, dy)
 
 
 defrule("matmul", jvp=(_matmul_dx, _matmul_dy))
+
+
+# --- dot, vdot, inner, outer, tensordot ----------------------------------------------------
+def _tensordot_axes(axes, na, nb):
+    """NumPy's ``axes`` (n, or a pair of ints / sequences) as two lists of nonnegative axes."""
+    if isinstance(axes, numbers.Integral):
+        n = int(axes)
+        return list(range(na - n, na)), list(range(n))
+    aa, ab = axes
+    aa = [aa] if isinstance(aa, numbers.Integral) else list(aa)
+    ab = [ab] if isinstance(ab, numbers.Integral) else list(ab)
+    return [int(i) % na if na else int(i) for i in aa], [int(i) % nb if nb else int(i) for i in ab]
+
+
+def _contract(xp, ts, a, b, axes_a, axes_b):
+    """Tangent of ``tensordot(a, b, (axes_a, axes_b))``: one GEMM per differentiated operand,
+    the lanes riding in a free dimension."""
+    da, db = ts
+    out = None
+    if da is not None:  # (K, a_free, b_free)
+        out = xp.tensordot(da, b, axes=([i + 1 for i in axes_a], axes_b))
+    if db is not None:  # (a_free, K, b_free) -> (K, a_free, b_free)
+        t = xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b]))
+        t = xp.moveaxis(t, _ndim(a) - len(axes_a), 0)
+        out = t if out is None else out + t
+    return out
+
+
+def _scaled(xp, ans, ts, a, b):
+    """Tangent of ``a * b`` where one of them is 0-d (dot, inner with a scalar)."""
+    da, db = ts
+    out = None
+    if da is not None:
+        out = lanes_to_rank(da, ans.ndim) * b
+    if db is not None:
+        t = a * lanes_to_rank(db, ans.ndim)
+        out = t if out is None else out + t
+    return out
+
+
+def _dot_joint(xp, ans, ts, a, b):
+    # dot(a, b) sums a's last axis against b's second-to-last (b's only, if b is 1-D)
+    if _ndim(a) == 0 or _ndim(b) == 0:
+        return _scaled(xp, ans, ts, a, b)
+    return _contract(xp, ts, a, b, [a.ndim - 1], [max(b.ndim - 2, 0)])
+
+
+def _inner_joint(xp, ans, ts, a, b):
+    # inner(a, b) sums the last axes of both
+    if _ndim(a) == 0 or _ndim(b) == 0:
+        return _scaled(xp, ans, ts, a, b)
+    return _contract(xp, ts, a, b, [a.ndim - 1], [b.ndim - 1])
+
+
+def _tensordot_joint(xp, ans, ts, a, b, axes=2):
+    axes_a, axes_b = _tensordot_axes(axes, _ndim(a), _ndim(b))
+    return _contract(xp, ts, a, b, axes_a, axes_b)
+
+
+def _vdot_joint(xp, ans, ts, a, b):
+    # vdot(a, b) = sum(a.ravel() * b.ravel()) (real inputs)
+    da, db = ts
+    out = None
+    if da is not None:
+        out = da.reshape(da.shape[0], -1) @ _flat(xp, b)
+    if db is not None:
+        t = db.reshape(db.shape[0], -1) @ _flat(xp, a)
+        out = t if out is None else out + t
+    return out
+
+
+def _outer_joint(xp, ans, ts, a, b):
+    # outer(a, b)[i, j] = a.ravel()[i] * b.ravel()[j]
+    da, db = ts
+    out = None
+    if da is not None:
+        out = da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
+    if db is not None:
+        t = _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
+        out = t if out is None else out + t
+    return out
+
+
+defrule("dot", joint=_dot_joint)
+defrule("inner", joint=_inner_joint)
+defrule("vdot", joint=_vdot_joint)
+defrule("outer", joint=_outer_joint)
+defrule("tensordot", primal=lambda xp, a, b, axes=2: xp.tensordot(a, b, axes=axes), joint=_tensordot_joint)
+
+
+# --- einsum ----------------------------------------------------------------------------
+def _einsum_parts(subscripts):
+    """``'ij,jk->ik'`` as ``(['ij', 'jk'], 'ik')``, the implicit output (no ``->``) made explicit:
+    the labels seen exactly once, in ASCII order, after ``...`` if any operand has one."""
+    s = "".join(subscripts.split())
+    if "->" in s:
+        ins, out = s.split("->")
+        return ins.split(","), out
+    ins = s.split(",")
+    labels = "".join(ins).replace("...", "")
+    out = "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
+    return ins, ("..." if "..." in s else "") + out
+
+
+def _einsum_joint(xp, ans, ts, *ops, subscripts):
+    # d einsum(s, x_1, ..., x_n) = sum_i einsum(s with x_i's labels prefixed by a lane label z,
+    # x_1, ..., dx_i, ..., x_n) -> output prefixed by z
+    ins, out = _einsum_parts(subscripts)
+    z = next(c for c in string.ascii_letters if c not in subscripts)
+    total = None
+    for i, t in enumerate(ts):
+        if t is None:
+            continue
+        spec = ",".join(z + s if j == i else s for j, s in enumerate(ins)) + "->" + z + out
+        args = ops[:i] + (t,) + ops[i + 1 :]
+        term = xp.einsum(spec, *args, optimize=len(ops) > 1)  # optimize: pairs go through BLAS
+        total = term if total is None else total + term
+    return total
+
+
+defrule(
+    "einsum",
+    primal=lambda xp, *ops, subscripts: xp.einsum(subscripts, *ops),
+    joint=_einsum_joint,
+)
+
+
+# --- trace, diagonal, tril, triu: linear ---------------------------------------------------
+def _trace_dx(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
+    return xp.trace(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
+
+
+def _diagonal_dx(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
+    return xp.diagonal(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
+
+
+defrule(
+    "trace",
+    primal=lambda xp, x, offset=0, axis1=0, axis2=1: xp.trace(x, offset=offset, axis1=axis1, axis2=axis2),
+    jvp=(_trace_dx,),
+)
+defrule(
+    "diagonal",
+    primal=lambda xp, x, offset=0, axis1=0, axis2=1: xp.diagonal(x, offset=offset, axis1=axis1, axis2=axis2),
+    jvp=(_diagonal_dx,),
+)
+
+
+def _triangle(which):
+    def dx_rule(xp, ans, dx, x, k=0):
+        if x.ndim >= 2:
+            return getattr(xp, which)(dx, k=k)
+        # a 1-D x is broadcast to rows of a square matrix first (NumPy's mask is tri(n, n))
+        mask = xp.tri(*ans.shape[-2:], k=k if which == "tril" else k - 1, dtype=bool)
+        if which == "triu":
+            mask = ~mask
+        return xp.where(mask, lanes_to_rank(dx, ans.ndim), xp.zeros((), dtype=ans.dtype))
+
+    return dx_rule
+
+
+defrule("tril", primal=lambda xp, x, k=0: xp.tril(x, k=k), jvp=(_triangle("tril"),))
+defrule("triu", primal=lambda xp, x, k=0: xp.triu(x, k=k), jvp=(_triangle("triu"),))
+
+
+# --- np.linalg ---------------------------------------------------------------------------
+def _solve_lanes(xp, a, r):
+    """``a^{-1} r[k]`` for every lane, in one batched solve: ``a`` ``(..., n, n)``,
+    ``r`` ``(K, ..., n, m)`` with the full batch shape. The lanes join the right-hand sides."""
+    n = a.shape[-1]
+    if a.ndim == 2:  # one factorization for every lane and batch: (n, n) \ (n, K*...*m)
+        rt = xp.moveaxis(r, -2, 0)
+        return xp.moveaxis(xp.linalg.solve(a, rt.reshape(n, -1)).reshape(rt.shape), 0, -2)
+    rt = xp.moveaxis(r, 0, -2)  # (..., n, K, m)
+    x = xp.linalg.solve(a, rt.reshape(rt.shape[:-2] + (-1,)))
+    return xp.moveaxis(x.reshape(rt.shape), -2, 0)
+
+
+def _solve_joint(xp, ans, ts, a, b):
+    # A X = B: dX = A^{-1} (dB - dA X). NumPy 2: b is a vector only when it is 1-D.
+    da, db = ts
+    vec = b.ndim == 1
+    x = ans[..., None] if vec else ans  # (..., n, m)
+    K = (da if da is not None else db).shape[0]
+    r = None
+    if db is not None:
+        r = lanes_to_rank(db[..., None] if vec else db, x.ndim)
+    if da is not None:
+        t = -_right(xp, da, x)
+        r = t if r is None else r + t
+    r = xp.broadcast_to(r, (K,) + x.shape)
+    dx = _solve_lanes(xp, a, r)
+    return dx[..., 0] if vec else dx
+
+
+def _inv_dx(xp, ans, da, a):
+    # d(A^{-1}) = -A^{-1} dA A^{-1}
+    return -_right(xp, _left(xp, ans, da), ans)
+
+
+def _adjugate_t(xp, a):
+    """``adj(A)^T`` from an SVD ``A = U S V^T``: ``det(U) det(V) U adj(S) V^T`` with
+    ``adj(S)_i = prod_{j != i} s_j`` (prefix times suffix products: no division, so a
+    singular A is fine)."""
+    u, s, vt = xp.linalg.svd(a)
+    one = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+    before = xp.cumprod(xp.concatenate([one, s[..., :-1]], axis=-1), axis=-1)
+    after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([s[..., 1:], one], axis=-1), axis=-1), axis=-1), axis=-1)
+    sign = xp.linalg.det(u) * xp.linalg.det(vt)
+    return (sign[..., None, None] * (u * (before * after)[..., None, :])) @ vt
+
+
+def _det_dx(xp, ans, da, a):
+    # d det(A) = tr(adj(A) dA) = sum_ij adj(A)^T_ij dA_ij  (= det(A) tr(A^{-1} dA) when invertible)
+    return _frobenius(xp, da, _adjugate_t(xp, a))
+
+
+def _slogdet_joint(xp, ans, ts, a):
+    # d logabsdet = tr(A^{-1} dA) = sum_ij (A^{-T})_ij dA_ij; sign is piecewise constant
+    return None, _frobenius(xp, ts[0], _mT(xp.linalg.inv(a)))
+
+
+def _cholesky_dx(xp, ans, da, a, upper=False):
+    # A = L L^T: dL = L Phi(L^{-1} dA L^{-T}), Phi = lower triangle with the diagonal halved
+    low = _mT(ans) if upper else ans
+    n = a.shape[-1]
+    linv = xp.linalg.inv(low)
+    s = _right(xp, _left(xp, linv, da), _mT(linv))
+    phi = xp.tri(n, dtype=ans.dtype) - 0.5 * xp.eye(n, dtype=ans.dtype)
+    dl = _left(xp, low, s * phi)
+    return _mT(dl) if upper else dl
+
+
+def _pinv_dx(xp, ans, da, a, hermitian=False):
+    # Golub-Pereyra, P = A^+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
+    p = ans
+    m, n = a.shape[-2], a.shape[-1]
+    dat = _mT(da)
+    out = -_right(xp, _left(xp, p, da), p)
+    out = out + _right(xp, _left(xp, p @ _mT(p), dat), xp.eye(m, dtype=p.dtype) - a @ p)
+    out = out + _right(xp, _left(xp, xp.eye(n, dtype=p.dtype) - p @ a, dat), _mT(p) @ p)
+    return out
+
+
+def _cholesky_primal(xp, a, upper=False):
+    # U reads A's upper triangle: it is the transposed lower factor of A^T (CuPy has no upper=)
+    return _mT(xp.linalg.cholesky(_mT(a))) if upper else xp.linalg.cholesky(a)
+
+
+def _pinv_primal(xp, a, hermitian=False):
+    if not hermitian:
+        return xp.linalg.pinv(a)
+    try:
+        return xp.linalg.pinv(a, hermitian=True)
+    except TypeError:  # CuPy has no hermitian=: the general pinv agrees on a symmetric matrix
+        return xp.linalg.pinv(a)
+
+
+defrule("solve", primal=lambda xp, a, b: xp.linalg.solve(a, b), joint=_solve_joint)
+defrule("inv", primal=lambda xp, a: xp.linalg.inv(a), jvp=(_inv_dx,))
+defrule("det", primal=lambda xp, a: xp.linalg.det(a), jvp=(_det_dx,))
+defrule("slogdet", primal=lambda xp, a: xp.linalg.slogdet(a), joint=_slogdet_joint)
+defrule("cholesky", primal=_cholesky_primal, jvp=(_cholesky_dx,))
+defrule("pinv", primal=_pinv_primal, jvp=(_pinv_dx,))
