@@ -1,9 +1,768 @@
 """Neural-network ops: activations, softmax, linear/conv layers, pooling, normalisation.
 
 These are the ops the torch adapter lowers ``torch.nn`` modules to; kinks follow
-torch's conventions so that ``dualjac.torch.check`` agrees with ``torch.func.jvp``.
+torch's conventions (as ``torch.func.jvp`` computes them) so that
+``dualjac.torch.check`` agrees with torch:
+
+* ``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``, ``elu'(0) = alpha``,
+  ``selu'(0) = scale * alpha``, ``celu'(0) = 1``, ``prelu'(0) = 1`` (the x branch);
+* ``hardtanh`` passes no tangent at ``min_val`` or ``max_val``, ``hardsigmoid`` none at
+  ``+-3``; ``hardswish = x * relu6(x + 3) / 6`` has derivative 0 at -3 and 1 at 3;
+* ``softplus`` is linear only strictly above its threshold (``beta * x > threshold``);
+* ``max_pool`` gathers the tangent at the first maximum of each window (row-major).
+
+Layers are linear (or bilinear) maps, so their tangents are the same maps applied to
+tangents. Convolution and pooling fold the lane axis into the batch axis, so all K
+lanes go through one im2col GEMM (``sliding_window_view`` + ``matmul``).
 """
 
 from __future__ import annotations
 
-from . import defrule  # noqa: F401
+import math
+import numbers
+
+from ..errors import UnsupportedOpError
+from . import defrule, lanes_to_rank, neg_axes, neg_axis
+
+SQRT1_2 = math.sqrt(0.5)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _act(name, primal, d):
+    """An elementwise activation ``primal(xp, x, **p)`` with derivative ``d(xp, ans, x, **p)``."""
+    defrule(
+        name,
+        primal=primal,
+        jvp=(lambda xp, ans, dx, x, **p: d(xp, ans, x, **p) * dx,),
+        elementwise=True,
+    )
+
+
+def _mask(ans, m):
+    """A boolean mask as 0/1 in the result's dtype (float32 stays float32)."""
+    return m.astype(ans.dtype)
+
+
+# --- erf / erfc (W. J. Cody's rational approximations, ~1e-16 relative in float64) ------
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03)
+_ERF_A4 = 1.85777706184603153e-1
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_ERF_C = (
+    5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+    8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+)  # fmt: skip
+_ERF_C8 = 2.15311535474403846e-8
+_ERF_D = (
+    1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+    3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03,
+)  # fmt: skip
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+          6.58749161529837803e-4)  # fmt: skip
+_ERF_P5 = 1.63153871373020978e-2
+_ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+          2.33520497626869185e-3)  # fmt: skip
+
+
+def _rational(y, top, num, den):
+    """Cody's ``(((top*y + num[0])*y + ...) + num[-1]) / ((y + den[0])*y + ... + den[-1])``."""
+    n, d = top * y, y
+    for a, b in zip(num[:-1], den[:-1]):
+        n, d = (n + a) * y, (d + b) * y
+    return (n + num[-1]) / (d + den[-1])
+
+
+def _erfc(xp, x):
+    """erfc(x) for any real x (three ranges of |x|: <= 0.46875, <= 4, beyond)."""
+    y = xp.abs(x)
+    small = 1 - x * _rational(y * y, _ERF_A4, _ERF_A, _ERF_B)  # 1 - erf(x), |x| <= 0.46875
+    y2 = xp.clip(y, 0.46875, 4.0)
+    mid = _rational(y2, _ERF_C8, _ERF_C, _ERF_D)
+    y3 = xp.maximum(y, 4.0)
+    z = 1 / (y3 * y3)
+    big = (1 / math.sqrt(math.pi) - z * _rational(z, _ERF_P5, _ERF_P, _ERF_Q)) / y3
+    far = xp.where(y <= 4.0, mid, big)
+    ylim = xp.minimum(y, 27.0)  # erfc underflows to 0 beyond; keeps exp finite
+    zz = xp.floor(ylim * 16) / 16  # exp(-y^2) as exp(-zz^2) exp(-(y-zz)(y+zz)): no cancellation
+    far = xp.exp(-zz * zz) * xp.exp(-(ylim - zz) * (ylim + zz)) * far
+    far = xp.where(x < 0, 2 - far, far)
+    return xp.where(y <= 0.46875, small, far)
+
+
+def _ndtr(xp, x):
+    """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2."""
+    return 0.5 * _erfc(xp, -x * SQRT1_2)
+
+
+# --- activations (elementwise) ----------------------------------------------------------
+def _sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))  # never overflows
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus0(xp, x):
+    """log(1 + e^x), stable for any x."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+_act("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, ans, x: _mask(ans, x > 0))
+_act(
+    "leaky_relu",
+    lambda xp, x, negative_slope=0.01: xp.where(x > 0, x, negative_slope * x),
+    lambda xp, ans, x, negative_slope=0.01: xp.where(x > 0, 1, negative_slope).astype(ans.dtype),
+)
+# elu = alpha (e^x - 1) for x <= 0: derivative alpha e^x = ans + alpha there
+_act(
+    "elu",
+    lambda xp, x, alpha=1.0: xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))),
+    lambda xp, ans, x, alpha=1.0: xp.where(x > 0, 1, ans + alpha).astype(ans.dtype),
+)
+_act(
+    "celu",
+    lambda xp, x, alpha=1.0: xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0) / alpha)),
+    lambda xp, ans, x, alpha=1.0: xp.where(x > 0, 1, xp.exp(xp.minimum(x, 0) / alpha)).astype(ans.dtype),
+)
+_act(
+    "selu",
+    lambda xp, x: SELU_SCALE * xp.where(x > 0, x, SELU_ALPHA * xp.expm1(xp.minimum(x, 0))),
+    lambda xp, ans, x: xp.where(x > 0, SELU_SCALE, ans + SELU_SCALE * SELU_ALPHA).astype(ans.dtype),
+)
+
+
+def _gelu(xp, x, approximate="none"):
+    if approximate == "tanh":  # x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    return x * _ndtr(xp, x)
+
+
+def _dgelu(xp, ans, x, approximate="none"):
+    if approximate == "tanh":
+        c = math.sqrt(2 / math.pi)
+        t = xp.tanh(c * (x + 0.044715 * x * x * x))
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+    # d(x Phi(x)) = Phi(x) + x phi(x)
+    return _ndtr(xp, x) + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+
+
+_act("gelu", _gelu, _dgelu)
+_act("sigmoid", _sigmoid, lambda xp, ans, x: ans * (1 - ans))
+# silu = x s(x): derivative s (1 + x (1 - s))
+_act(
+    "silu",
+    lambda xp, x: x * _sigmoid(xp, x),
+    lambda xp, ans, x: (lambda s: s * (1 + x * (1 - s)))(_sigmoid(xp, x)),
+)
+# mish = x tanh(softplus x): derivative tanh(sp) + x s(x) (1 - tanh(sp)^2)
+_act(
+    "mish",
+    lambda xp, x: x * xp.tanh(_softplus0(xp, x)),
+    lambda xp, ans, x: (lambda t: t + x * _sigmoid(xp, x) * (1 - t * t))(xp.tanh(_softplus0(xp, x))),
+)
+_act(
+    "softplus",
+    lambda xp, x, beta=1.0, threshold=20.0: xp.where(x * beta > threshold, x, _softplus0(xp, beta * x) / beta),
+    lambda xp, ans, x, beta=1.0, threshold=20.0: xp.where(x * beta > threshold, 1, _sigmoid(xp, beta * x)).astype(
+        ans.dtype
+    ),
+)
+# log s(x) = min(x, 0) - log(1 + e^-|x|): derivative 1 - s(x) = s(-x)
+_act(
+    "log_sigmoid",
+    lambda xp, x: xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x))),
+    lambda xp, ans, x: _sigmoid(xp, -x),
+)
+_act(
+    "hardtanh",
+    lambda xp, x, min_val=-1.0, max_val=1.0: xp.clip(x, min_val, max_val),
+    lambda xp, ans, x, min_val=-1.0, max_val=1.0: _mask(ans, (x > min_val) & (x < max_val)),
+)
+# hardswish = x relu6(x + 3) / 6: derivative relu6(x + 3)/6 + x/6 on (-3, 3)
+_act(
+    "hardswish",
+    lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
+    lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + _mask(ans, (x > -3) & (x < 3)) * x / 6,
+)
+_act(
+    "hardsigmoid",
+    lambda xp, x: xp.clip(x + 3, 0, 6) / 6,
+    lambda xp, ans, x: _mask(ans, (x > -3) & (x < 3)) / 6,
+)
+_act("softsign", lambda xp, x: x / (1 + xp.abs(x)), lambda xp, ans, x: 1 / ((1 + xp.abs(x)) * (1 + xp.abs(x))))
+_act("tanhshrink", lambda xp, x: x - xp.tanh(x), lambda xp, ans, x: xp.tanh(x) ** 2)
+
+
+def _prelu_w(w, ndim, lanes=0):
+    """prelu's weight (C,) or (1,) aligned with axis 1 of an ``ndim``-array (with ``lanes`` leading axes)."""
+    lead = w.shape[:lanes]
+    if ndim < 2:  # no channel axis: a single weight
+        return w.reshape(lead + (1,) * ndim)
+    return w.reshape(lead + (1, w.shape[-1]) + (1,) * (ndim - 2))
+
+
+def _prelu(xp, x, w):
+    return xp.where(x >= 0, x, _prelu_w(w, x.ndim) * x)
+
+
+# torch's jvp takes the x branch at 0: d = (x >= 0 ? 1 : w) dx + (x >= 0 ? 0 : x) dw
+defrule(
+    "prelu",
+    primal=_prelu,
+    jvp=(
+        lambda xp, ans, dx, x, w: xp.broadcast_to(xp.where(x >= 0, dx, _prelu_w(w, x.ndim) * dx), dx.shape),
+        lambda xp, ans, dw, x, w: xp.where(x >= 0, 0 * x, x) * _prelu_w(dw, x.ndim, 1),
+    ),
+)
+
+
+# --- softmax family (along an axis) --------------------------------------------------------
+def _logsumexp(xp, x, axis=None, keepdims=False):
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0 * m)  # all -inf (or inf) along the axis: no shift
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def _softmax(xp, x, axis=-1):
+    e = xp.exp(x - _logsumexp(xp, x, axis=axis, keepdims=True))
+    return e
+
+
+# d softmax = s * (dx - sum(s * dx)); d log_softmax = dx - sum(s * dx); d logsumexp = sum(s * dx)
+def _dsoftmax(xp, ans, dx, x, axis=-1):
+    a = neg_axis(axis, x.ndim)
+    return ans * (dx - xp.sum(ans * dx, axis=a, keepdims=True))
+
+
+def _dlog_softmax(xp, ans, dx, x, axis=-1):
+    a = neg_axis(axis, x.ndim)
+    return dx - xp.sum(xp.exp(ans) * dx, axis=a, keepdims=True)
+
+
+def _dlogsumexp(xp, ans, dx, x, axis=None, keepdims=False):
+    a = neg_axes(axis, x.ndim)
+    s = xp.exp(x - _logsumexp(xp, x, axis=axis, keepdims=True))
+    return xp.sum(s * dx, axis=a, keepdims=keepdims)
+
+
+defrule("softmax", primal=_softmax, jvp=(_dsoftmax,))
+defrule("log_softmax", primal=lambda xp, x, axis=-1: x - _logsumexp(xp, x, axis, True), jvp=(_dlog_softmax,))
+defrule("logsumexp", primal=_logsumexp, jvp=(_dlogsumexp,))
+
+
+# --- linear and bilinear layers ---------------------------------------------------------------
+def _lin(xp, x, w):
+    """``x @ w.T`` as one GEMM over all leading axes of x."""
+    return (x.reshape(-1, x.shape[-1]) @ w.T).reshape(x.shape[:-1] + (w.shape[0],))
+
+
+def _linear(xp, x, w, b=None):
+    y = _lin(xp, x, w)
+    return y if b is None else y + b
+
+
+def _linear_joint(xp, ans, ts, x, w, b=None):
+    dx, dw, db = (list(ts) + [None])[:3]
+    K = next(t for t in ts if t is not None).shape[0]
+    out = None if dx is None else _lin(xp, dx, w)  # lanes folded into the rows
+    if dw is not None:  # x @ dw[k].T for every lane k
+        t = xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape((K,) + ans.shape)
+        out = t if out is None else out + t
+    if db is not None:
+        t = lanes_to_rank(db, ans.ndim)
+        out = t if out is None else out + t
+    return xp.broadcast_to(out, (K,) + ans.shape)
+
+
+defrule("linear", primal=_linear, joint=_linear_joint)
+
+
+def _bil(xp, a, w, c):
+    """``y[..., o] = sum_ij a[..., i] w[..., o, i, j] c[..., j]`` (the leading axes broadcast)."""
+    t = xp.matmul(w, c[..., None, :, None])[..., 0]  # (..., o, i)
+    return xp.sum(t * a[..., None, :], axis=-1)
+
+
+def _bilinear(xp, x1, x2, w, b=None):
+    y = _bil(xp, x1, w, x2)
+    return y if b is None else y + b
+
+
+def _bilinear_joint(xp, ans, ts, x1, x2, w, b=None):
+    d1, d2, dw, db = (list(ts) + [None])[:4]
+    K = next(t for t in ts if t is not None).shape[0]
+    nd = ans.ndim
+    parts = []
+    if d1 is not None:
+        parts.append(_bil(xp, d1, w, x2))
+    if d2 is not None:
+        parts.append(_bil(xp, x1, w, d2))
+    if dw is not None:  # dw (K, o, i, j) against x's leading axes
+        parts.append(_bil(xp, x1, dw.reshape((K,) + (1,) * (nd - 1) + dw.shape[1:]), x2))
+    if db is not None:
+        parts.append(lanes_to_rank(db, nd))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return xp.broadcast_to(out, (K,) + ans.shape)
+
+
+defrule("bilinear", primal=_bilinear, joint=_bilinear_joint)
+
+
+# --- convolution (im2col + GEMM) -----------------------------------------------------------------
+def _tuple(v, nd, what):
+    if isinstance(v, numbers.Integral):
+        return (int(v),) * nd
+    v = tuple(int(a) for a in v)
+    if len(v) == 1:
+        return v * nd
+    if len(v) != nd:
+        raise ValueError(f"{what} {v} does not match {nd} spatial dimension(s)")
+    return v
+
+
+def _pad_spatial(xp, x, pairs, value=0.0):
+    """Pad (or, for negative amounts, crop) the last ``len(pairs)`` axes by ``(before, after)`` pairs."""
+    nd = len(pairs)
+    if any(p < 0 for pair in pairs for p in pair):
+        x = x[(Ellipsis,) + tuple(slice(max(-a, 0), x.shape[i - nd] - max(-b, 0)) for i, (a, b) in enumerate(pairs))]
+        pairs = tuple((max(a, 0), max(b, 0)) for a, b in pairs)
+    if not any(a or b for a, b in pairs):
+        return x
+    return xp.pad(x, ((0, 0),) * (x.ndim - nd) + tuple(pairs), mode="constant", constant_values=value)
+
+
+def _windows(xp, x, k, stride, pairs, dilation, value=0.0, out=None):
+    """Sliding windows over the last ``nd = len(k)`` axes of (padded) x: a view of shape
+    ``(*lead, *out, *k)``. ``out`` (sizes) defaults to all complete windows."""
+    nd = len(k)
+    x = _pad_spatial(xp, x, pairs, value)
+    keff = tuple(d * (n - 1) + 1 for d, n in zip(dilation, k))
+    if out is None:
+        out = tuple((x.shape[x.ndim - nd + i] - keff[i]) // stride[i] + 1 for i in range(nd))
+    if any(o <= 0 for o in out):
+        raise ValueError(f"the kernel (effective size {keff}) is larger than the padded input {x.shape[-nd:]}")
+    if _nested(x):
+        return _windows_by_offsets(xp, x, k, stride, dilation, out)
+    w = xp.lib.stride_tricks.sliding_window_view(x, keff, axis=tuple(range(x.ndim - nd, x.ndim)))
+    lead = (slice(None),) * (x.ndim - nd)
+    outs = tuple(slice(0, o * s, s) for o, s in zip(out, stride))
+    return w[lead + outs + tuple(slice(None, None, d) for d in dilation)]
+
+
+def _nested(x):
+    """Whether x is a lower-level Dual (nested transforms), which only NumPy functions reach."""
+    return getattr(type(x), "_dualjac_dispatches_through_numpy", False)
+
+
+def _slabs(x, k, stride, dilation, out):
+    """For each kernel offset (row-major), the strided slice of x that it sees in every window."""
+    offsets = [()]
+    for n in k:
+        offsets = [o + (i,) for o in offsets for i in range(n)]
+    for off in offsets:
+        idx = tuple(slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(off, dilation, out, stride))
+        yield x[(Ellipsis,) + idx]
+
+
+def _windows_by_offsets(xp, x, k, stride, dilation, out):
+    """``_windows`` from supported ops only (the slices of ``_slabs``, stacked): the path for a
+    lower-level Dual under nested transforms, which sliding_window_view cannot take."""
+    slabs = list(_slabs(x, k, stride, dilation, out))
+    return xp.stack(slabs, axis=-1).reshape(tuple(x.shape[: x.ndim - len(k)]) + tuple(out) + tuple(k))
+
+
+def _cols(xp, x, k, stride, pairs, dilation, groups):
+    """im2col: x (B, C, *S) to columns (B, G, C/G * prod(k), P) and the output sizes (P = prod(out))."""
+    nd = len(k)
+    w = _windows(xp, x, k, stride, pairs, dilation)  # (B, C, *out, *k)
+    out = w.shape[2 : 2 + nd]
+    B, C = x.shape[:2]
+    perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (B, C, *k, *out)
+    cols = xp.transpose(w, perm).reshape(B, groups, -1, math.prod(out))
+    return cols, out
+
+
+def _gemm(xp, w, cols, groups, out):
+    """Weights (*L, O, C/G, *k) times columns (B, G, C/G*prod(k), P): (*L, B, O, *out) in one matmul."""
+    nd = len(out)
+    L, n_out = w.shape[: -nd - 2], w.shape[-nd - 2]
+    wm = w.reshape(L + (1, groups, n_out // groups, -1))  # (*L, 1, G, O/G, C/G*prod(k))
+    y = xp.matmul(wm, cols)  # (*L, B, G, O/G, P)
+    return y.reshape(L + (cols.shape[0], n_out) + tuple(out))
+
+
+def _conv_params(x, w, stride, padding, dilation):
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise UnsupportedOpError(f"conv with {nd} spatial dimensions", "conv supports 1-D and 2-D convolutions")
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(f"conv: a {nd}-D convolution takes a ({nd + 1})- or ({nd + 2})-D input, not {x.shape}")
+    k = tuple(w.shape[2:])
+    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+    if padding == "valid":
+        pairs = ((0, 0),) * nd
+    elif padding == "same":  # torch: total d(k-1), the odd one out goes after
+        pairs = tuple((d * (n - 1) // 2, d * (n - 1) - d * (n - 1) // 2) for d, n in zip(dilation, k))
+    else:
+        pairs = tuple((p, p) for p in _tuple(padding, nd, "padding"))
+    return k, stride, pairs, dilation
+
+
+def _chan(b, ndim_after):
+    """A per-channel vector (*L, C) shaped to broadcast along the channel axis: (*L, C, 1, ...)."""
+    return b.reshape(b.shape + (1,) * ndim_after)
+
+
+def _conv_core(xp, x, w, k, stride, pairs, dilation, groups):
+    """conv of a batched x (B, C, *S) with w (O, C/G, *k): (B, O, *out)."""
+    cols, out = _cols(xp, x, k, stride, pairs, dilation, groups)
+    return _gemm(xp, w, cols, groups, out)
+
+
+def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    k, stride, pairs, dilation = _conv_params(x, w, stride, padding, dilation)
+    batched = x.ndim == w.ndim
+    y = _conv_core(xp, x if batched else x[None], w, k, stride, pairs, dilation, groups)
+    y = y if batched else y[0]
+    return y if b is None else y + _chan(b, w.ndim - 2)
+
+
+def _conv_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    # conv is bilinear: d conv(x, w) = conv(dx, w) + conv(x, dw); + db along the channel axis
+    dx, dw, db = (list(ts) + [None])[:3]
+    K = next(t for t in ts if t is not None).shape[0]
+    k, stride, pairs, dilation = _conv_params(x, w, stride, padding, dilation)
+    xb = x if x.ndim == w.ndim else x[None]
+    out = None
+    if dx is not None:  # lanes folded into the batch: one GEMM for all K lanes
+        dxb = dx.reshape((-1,) + xb.shape[1:])
+        out = _conv_core(xp, dxb, w, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape)
+    if dw is not None:  # K weights against the one set of columns of x
+        cols, osz = _cols(xp, xb, k, stride, pairs, dilation, groups)
+        t = _gemm(xp, dw, cols, groups, osz).reshape((K,) + ans.shape)
+        out = t if out is None else out + t
+    if db is not None:
+        t = lanes_to_rank(_chan(db, w.ndim - 2), ans.ndim)
+        out = t if out is None else out + t
+    return xp.broadcast_to(out, (K,) + ans.shape)
+
+
+defrule("conv", primal=_conv, joint=_conv_joint)
+
+
+# conv_transpose is the adjoint of conv in x: spread x by the stride (zeros between), pad by
+# d(k-1) - p on each side (+ output_padding after), and convolve with the flipped kernel whose
+# in/out channels are swapped within each group.
+def _flip_weight(xp, w, groups, nd):
+    """(*L, C_in, C_out/G, *k) to the conv weight (*L, C_out, C_in/G, *k), flipped in space."""
+    L = w.shape[: w.ndim - nd - 2]
+    cin, cog = w.shape[len(L)], w.shape[len(L) + 1]
+    k = w.shape[len(L) + 2 :]
+    v = w.reshape(L + (groups, cin // groups, cog) + k)
+    v = xp.swapaxes(v, -nd - 1, -nd - 2).reshape(L + (groups * cog, cin // groups) + k)
+    return v[(Ellipsis,) + (slice(None, None, -1),) * nd]
+
+
+def _spread(xp, x, stride):
+    """Insert ``stride - 1`` zeros between neighbours along the last ``len(stride)`` axes."""
+    nd = len(stride)
+    for i, s in enumerate(stride):
+        if s == 1:
+            continue
+        ax = x.ndim - nd + i
+        n = x.shape[ax]
+        x = xp.moveaxis(x, ax, -1)
+        z = xp.zeros(tuple(x.shape), dtype=x.dtype)
+        x = xp.stack([x] + [z] * (s - 1), axis=-1)  # (..., n, s): each value then s - 1 zeros
+        x = x.reshape(tuple(x.shape[:-2]) + (n * s,))[..., : (n - 1) * s + 1]
+        x = xp.moveaxis(x, -1, ax)
+    return x
+
+
+def _convt_params(x, w, stride, padding, output_padding, dilation):
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise UnsupportedOpError(
+            f"conv_transpose with {nd} spatial dimensions", "conv_transpose supports 1-D and 2-D convolutions"
+        )
+    k = tuple(w.shape[2:])
+    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+    pad, opad = _tuple(padding, nd, "padding"), _tuple(output_padding, nd, "output_padding")
+    pairs = tuple((d * (n - 1) - p, d * (n - 1) - p + o) for d, n, p, o in zip(dilation, k, pad, opad))
+    return k, stride, pairs, dilation
+
+
+def _conv_transpose_core(xp, x, wf, k, stride, pairs, dilation, groups):
+    ones = (1,) * len(k)
+    return _conv_core(xp, _spread(xp, x, stride), wf, k, ones, pairs, dilation, groups)
+
+
+def _conv_transpose(xp, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    k, stride, pairs, dilation = _convt_params(x, w, stride, padding, output_padding, dilation)
+    batched = x.ndim == w.ndim
+    wf = _flip_weight(xp, w, groups, w.ndim - 2)
+    y = _conv_transpose_core(xp, x if batched else x[None], wf, k, stride, pairs, dilation, groups)
+    y = y if batched else y[0]
+    return y if b is None else y + _chan(b, w.ndim - 2)
+
+
+def _conv_transpose_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    dx, dw, db = (list(ts) + [None])[:3]
+    K = next(t for t in ts if t is not None).shape[0]
+    nd = w.ndim - 2
+    k, stride, pairs, dilation = _convt_params(x, w, stride, padding, output_padding, dilation)
+    xb = x if x.ndim == w.ndim else x[None]
+    ones = (1,) * nd
+    out = None
+    if dx is not None:
+        dxb = dx.reshape((-1,) + xb.shape[1:])
+        wf = _flip_weight(xp, w, groups, nd)
+        out = _conv_transpose_core(xp, dxb, wf, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape)
+    if dw is not None:
+        cols, osz = _cols(xp, _spread(xp, xb, stride), k, ones, pairs, dilation, groups)
+        t = _gemm(xp, _flip_weight(xp, dw, groups, nd), cols, groups, osz).reshape((K,) + ans.shape)
+        out = t if out is None else out + t
+    if db is not None:
+        t = lanes_to_rank(_chan(db, nd), ans.ndim)
+        out = t if out is None else out + t
+    return xp.broadcast_to(out, (K,) + ans.shape)
+
+
+defrule("conv_transpose", primal=_conv_transpose, joint=_conv_transpose_joint)
+
+
+# --- pooling ---------------------------------------------------------------------------------
+def _pool_params(x, kernel_size, stride, padding, dilation, ceil_mode):
+    if isinstance(kernel_size, numbers.Integral) or len(kernel_size) not in (1, 2):
+        raise ValueError(f"pooling: kernel_size must be a tuple of 1 or 2 ints (1-D or 2-D), not {kernel_size!r}")
+    k = tuple(int(n) for n in kernel_size)
+    nd = len(k)
+    if x.ndim < nd:
+        raise ValueError(f"pooling: a {nd}-D pool needs at least {nd} axes, not shape {x.shape}")
+    stride = k if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) else stride
+    stride, pad, dil = _tuple(stride, nd, "stride"), _tuple(padding, nd, "padding"), _tuple(dilation, nd, "dilation")
+    L = x.shape[x.ndim - nd :]
+    out, pairs = [], []
+    for n, kk, s, p, d in zip(L, k, stride, pad, dil):
+        span = n + 2 * p - d * (kk - 1) - 1
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + p:  # torch: the last window must start inside input or left pad
+            o -= 1
+        extra = max(0, (o - 1) * s + d * (kk - 1) + 1 - (n + 2 * p))
+        out.append(o)
+        pairs.append((p, p + extra))
+    return k, stride, tuple(pairs), dil, tuple(out)
+
+
+def _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode):
+    k, stride, pairs, dil, out = _pool_params(x, kernel_size, stride, padding, dilation, ceil_mode)
+    w = _windows(xp, x, k, stride, pairs, dil, value=-math.inf, out=out)
+    return w.reshape(w.shape[: x.ndim] + (-1,)), k, stride, pairs, dil, out  # (*lead, *out, prod(k))
+
+
+def _max_pool(xp, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    w = _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)[0]
+    return xp.max(w, axis=-1)
+
+
+def _dmax_pool(xp, ans, dx, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    # the tangent at each window's first maximum (row-major order within the window, as torch)
+    w, k, stride, pairs, dil, out = _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)
+    nd = len(k)
+    a = xp.argmax(w, axis=-1)  # (*lead, *out): position within the window
+    L = x.shape[x.ndim - nd :]
+    flat = 0
+    for i in range(nd):
+        ki = math.prod(k[i + 1 :])
+        pos = (a // ki) % k[i]  # the window offset along axis i
+        o = xp.arange(out[i]).reshape((out[i],) + (1,) * (nd - 1 - i))
+        coord = xp.clip(o * stride[i] - pairs[i][0] + pos * dil[i], 0, L[i] - 1)
+        flat = flat * L[i] + coord
+    lead = x.shape[: x.ndim - nd]
+    idx = flat.reshape((1, math.prod(lead), -1))
+    g = xp.take_along_axis(dx.reshape((dx.shape[0], math.prod(lead), -1)), idx, axis=-1)
+    return g.reshape(dx.shape[:1] + ans.shape)
+
+
+defrule("max_pool", primal=_max_pool, jvp=(_dmax_pool,))
+
+
+def _avg_pool(xp, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    # torch's divisor per axis: the window clipped to the padded input (count_include_pad)
+    # or to the input itself; a 2-D divisor is the product of the two
+    k, stride, pairs, dil, out = _pool_params(x, kernel_size, stride, padding, 1, ceil_mode)
+    nd = len(k)
+    total = None
+    for slab in _slabs(_pad_spatial(xp, x, pairs), k, stride, dil, out):  # prod(k) adds: faster than a window sum
+        total = slab if total is None else total + slab
+    L = x.shape[x.ndim - nd :]
+    div = 1
+    for i in range(nd):
+        p = pairs[i][0]
+        start = xp.arange(out[i]) * stride[i] - p
+        end = xp.minimum(start + k[i], L[i] + p)
+        if not count_include_pad:
+            start, end = xp.maximum(start, 0), xp.minimum(end, L[i])
+        div = div * (end - start).reshape((out[i],) + (1,) * (nd - 1 - i))
+    return total / div.astype(x.dtype)
+
+
+defrule(
+    "avg_pool",
+    primal=_avg_pool,
+    jvp=(lambda xp, ans, dx, x, *a, **p: _avg_pool(xp, dx, *a, **p),),  # linear: the lanes are more batch
+)
+
+
+def _adaptive_matrix(xp, n, o, dtype):
+    """(o, n) averaging matrix of torch's bins [floor(i n / o), ceil((i + 1) n / o))."""
+    i = xp.arange(o)
+    start, end = (i * n) // o, -((-(i + 1) * n) // o)
+    j = xp.arange(n)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return inside.astype(dtype) / (end - start)[:, None].astype(dtype)
+
+
+def _adaptive_avg_pool(xp, x, output_size):
+    nd = len(output_size)
+    y = x
+    for i, o in enumerate(output_size):
+        ax = x.ndim - nd + i
+        n = x.shape[ax]
+        A = _adaptive_matrix(xp, n, n if o is None else int(o), x.dtype)
+        y = xp.moveaxis(xp.matmul(A, xp.moveaxis(y, ax - y.ndim, -2)), -2, ax - y.ndim)
+    return y
+
+
+defrule(
+    "adaptive_avg_pool",
+    primal=_adaptive_avg_pool,
+    jvp=(lambda xp, ans, dx, x, output_size: _adaptive_avg_pool(xp, dx, output_size),),
+)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+def _sum_parts(xp, ans, parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return xp.broadcast_to(out, out.shape[:1] + ans.shape)
+
+
+def _bn_shape(v, ndim):
+    """A (C,) per-channel vector broadcasting along axis 1 of an ``ndim``-array."""
+    return v.reshape((v.shape[-1],) + (1,) * (ndim - 2)) if ndim > 1 else v
+
+
+def _bn_lanes(dv, ndim):
+    """A (K, C) tangent of a per-channel vector, broadcasting with a (K, *x.shape) tangent."""
+    return dv.reshape((dv.shape[0],) + (1,) * (ndim > 1) + (dv.shape[1],) + (1,) * (ndim - 2))
+
+
+def _batch_norm(xp, x, mean, var, weight=None, bias=None, eps=1e-5):
+    y = (x - _bn_shape(mean, x.ndim)) / xp.sqrt(_bn_shape(var, x.ndim) + eps)
+    if weight is not None:
+        y = y * _bn_shape(weight, x.ndim)
+    return y if bias is None else y + _bn_shape(bias, x.ndim)
+
+
+def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-5):
+    # y = (x - m) r w + b with r = (v + eps)^-1/2:
+    # dy = r w (dx - dm) - (x - m) r^3 w dv / 2 + (x - m) r dw + db
+    dx, dm, dv, dw, db = (list(ts) + [None] * 5)[:5]
+    nd = x.ndim
+    r = 1 / xp.sqrt(_bn_shape(var, nd) + eps)
+    rw = r if weight is None else r * _bn_shape(weight, nd)
+    xm = x - _bn_shape(mean, nd)
+    parts = []
+    if dx is not None:
+        parts.append(rw * dx)
+    if dm is not None:
+        parts.append(-rw * _bn_lanes(dm, nd))
+    if dv is not None:
+        parts.append((-0.5 * xm * rw * r * r) * _bn_lanes(dv, nd))
+    if dw is not None:
+        parts.append((xm * r) * _bn_lanes(dw, nd))
+    if db is not None:
+        parts.append(_bn_lanes(db, nd))
+    return _sum_parts(xp, ans, parts)
+
+
+defrule("batch_norm", primal=_batch_norm, joint=_batch_norm_joint)
+
+
+def _standardize(xp, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance), and 1/sqrt(var + eps)."""
+    mu = xp.mean(x, axis=axes, keepdims=True)
+    xc = x - mu
+    r = 1 / xp.sqrt(xp.mean(xc * xc, axis=axes, keepdims=True) + eps)
+    return xc * r, r
+
+
+def _dstandardize(xp, xhat, r, dx, axes):
+    # d xhat = r (dx - mean(dx) - xhat mean(xhat dx))
+    return r * (dx - xp.mean(dx, axis=axes, keepdims=True) - xhat * xp.mean(xhat * dx, axis=axes, keepdims=True))
+
+
+def _ln_axes(x, weight, normalized_shape):
+    if normalized_shape is None:
+        normalized_shape = tuple(weight.shape) if weight is not None else (x.shape[-1],)
+    n = len(tuple(normalized_shape)) if not isinstance(normalized_shape, numbers.Integral) else 1
+    return tuple(range(-n, 0))
+
+
+def _layer_norm(xp, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
+    y = _standardize(xp, x, _ln_axes(x, weight, normalized_shape), eps)[0]
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+def _layer_norm_joint(xp, ans, ts, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
+    dx, dw, db = (list(ts) + [None] * 3)[:3]
+    axes = _ln_axes(x, weight, normalized_shape)
+    xhat, r = _standardize(xp, x, axes, eps)
+    parts = []
+    if dx is not None:
+        t = _dstandardize(xp, xhat, r, dx, axes)
+        parts.append(t if weight is None else t * weight)
+    if dw is not None:
+        parts.append(xhat * lanes_to_rank(dw, x.ndim))
+    if db is not None:
+        parts.append(lanes_to_rank(db, x.ndim))
+    return _sum_parts(xp, ans, parts)
+
+
+defrule("layer_norm", primal=_layer_norm, joint=_layer_norm_joint)
+
+
+def _grouped(x, G, lanes=0):
+    """(*L, N, C, *S) to (*L, N, G, C/G * prod(S))."""
+    return x.reshape(x.shape[: lanes + 1] + (G, -1))
+
+
+def _group_norm(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    y = _standardize(xp, _grouped(x, num_groups), -1, eps)[0].reshape(x.shape)
+    if weight is not None:
+        y = y * _bn_shape(weight, x.ndim)
+    return y if bias is None else y + _bn_shape(bias, x.ndim)
+
+
+def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    dx, dw, db = (list(ts) + [None] * 3)[:3]
+    xhat, r = _standardize(xp, _grouped(x, num_groups), -1, eps)
+    parts = []
+    if dx is not None:
+        t = _dstandardize(xp, xhat, r, _grouped(dx, num_groups, 1), -1).reshape(dx.shape)
+        parts.append(t if weight is None else t * _bn_shape(weight, x.ndim))
+    if dw is not None:
+        parts.append(xhat.reshape(x.shape) * _bn_lanes(dw, x.ndim))
+    if db is not None:
+        parts.append(_bn_lanes(db, x.ndim))
+    return _sum_parts(xp, ans, parts)
+
+
+defrule("group_norm", primal=_group_norm, joint=_group_norm_joint)
