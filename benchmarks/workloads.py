@@ -1,0 +1,293 @@
+"""The workloads W1–W5.
+
+A workload is a function ``(quick, ...) -> Workload``. It makes the weights and inputs once (NumPy,
+seeded), converts them once for torch and JAX, and returns one ``Tool`` per way of computing the same
+Jacobian. ``Tool.call()`` is what gets timed; ``Tool.jac(result)`` turns its result into a NumPy
+array in dualjac's layout for the agreement check, done outside the timing.
+
+The *limit* row is not a Jacobian: it is one plain NumPy forward pass on the stacked batch of
+(1+K)·B rows, what carrying K tangent lanes costs with zero AD overhead.
+
+Per-sample Jacobians from ``torch.autograd.functional.jacobian`` use the usual trick: rows are
+independent, so the Jacobian of ``f(x).sum(0)`` (shape ``out_item + (B,) + in_item``) holds them
+all, with m backward passes instead of B·m (the full ``(B, m, B, n)`` Jacobian does not fit in
+memory for W3).
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import dualjac as dj
+
+
+@dataclass
+class Tool:
+    name: str
+    call: Callable[[], Any] | None  # None: not available, ``note`` says why
+    jac: Callable[[Any], np.ndarray] | None = np.asarray  # None: not a Jacobian (the limit)
+    note: str = ""
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    tools: list[Tool]  # tools[0] is dualjac, the reference of the agreement check
+    dtype: str = "float64"
+    extra: Callable[[], dict] | None = None  # a measurement besides the timing table (W4: memory)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _jax():
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)  # float64 like the others; float32 inputs stay float32
+    return jax
+
+
+def _tensor_np(t: Any) -> np.ndarray:
+    return t.detach().numpy()
+
+
+# --- the anchors, built the same way for every workload ----------------------------------
+def torch_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
+    """torch.func jacfwd/jacrev (under vmap when ``batched``) and autograd.functional.jacobian."""
+    torch = _torch()
+    if torch is None:
+        return [Tool("torch", None, note="torch not installed")]
+    tf, af = torch.func, torch.autograd.functional
+    xt = torch.from_numpy(x)
+    item = (lambda s: f(s[None])[0]) if batched else f
+    tools = []
+    for mode, jac in (("jacfwd", tf.jacfwd), ("jacrev", tf.jacrev)):
+        if batched:
+            g = tf.vmap(jac(item))
+            tools.append(Tool(f"torch.func vmap({mode})", lambda g=g: g(xt), _tensor_np))
+        else:
+            g = jac(item)
+            tools.append(Tool(f"torch.func {mode}", lambda g=g: g(xt), _tensor_np))
+    h = (lambda x: f(x).sum(0)) if batched else f
+    per_sample = lambda J: np.moveaxis(_tensor_np(J), J.ndim - x.ndim, 0) if batched else _tensor_np(J)
+    for vec in (False, True):
+        name = "torch AF.jacobian" + (" vectorize" if vec else "")
+        tools.append(Tool(name, lambda vec=vec: af.jacobian(h, xt, vectorize=vec), per_sample))
+    return tools
+
+
+def jax_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
+    """``jax.jit(jax.vmap(jax.jacfwd(f)))`` and the same with jacrev (no vmap when not ``batched``)."""
+    jax = _jax()
+    if jax is None:
+        return [Tool("jax", None, note="jax not installed")]
+    xj = jax.device_put(x)
+    item = (lambda s: f(s[None])[0]) if batched else f
+    tools = []
+    for mode in ("jacfwd", "jacrev"):
+        d = getattr(jax, mode)(item)
+        g = jax.jit(jax.vmap(d) if batched else d)
+        name = f"jax jit vmap({mode})" if batched else f"jax jit {mode}"
+        tools.append(Tool(name, lambda g=g: g(xj).block_until_ready()))
+    return tools
+
+
+# --- W1, W2: MLPs ------------------------------------------------------------------------
+def _mlp_params(sizes: list[int], dtype: Any, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        ((rng.standard_normal((n, m)) / np.sqrt(n)).astype(dtype), (0.1 * rng.standard_normal(m)).astype(dtype))
+        for n, m in zip(sizes[:-1], sizes[1:])
+    ]
+
+
+def _mlp(params: list, x: Any, tanh: Callable) -> Any:
+    for i, (W, b) in enumerate(params):
+        x = x @ W + b
+        if i < len(params) - 1:
+            x = tanh(x)
+    return x
+
+
+def _mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
+    """The same MLP for NumPy, torch and JAX (weights converted once)."""
+    f_np = lambda x: _mlp(params, x, np.tanh)
+    torch, jax = _torch(), _jax()
+    f_t = f_j = None
+    if torch is not None:
+        pt = [(torch.from_numpy(W), torch.from_numpy(b)) for W, b in params]
+        f_t = lambda x: _mlp(pt, x, torch.tanh)
+    if jax is not None:
+        pj = [(jax.device_put(W), jax.device_put(b)) for W, b in params]
+        f_j = lambda x: _mlp(pj, x, jax.numpy.tanh)
+    return f_np, f_t, f_j
+
+
+def _anchors(x: np.ndarray, f_t: Callable | None, f_j: Callable | None, batched: bool) -> list[Tool]:
+    tools = torch_tools(x, f_t, batched) if f_t else [Tool("torch", None, note="torch not installed")]
+    return tools + (jax_tools(x, f_j, batched) if f_j else [Tool("jax", None, note="jax not installed")])
+
+
+def w1(quick: bool, dtype: Any = np.float64) -> Workload:
+    """Per-sample Jacobian of an MLP 16→256→256→16 (tanh) on a batch of 1024: K = 16 lanes."""
+    B, K = (32 if quick else 1024), 16
+    f, f_t, f_j = _mlp_fns(_mlp_params([K, 256, 256, 16], dtype))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((B, K)).astype(dtype)
+    stacked = rng.standard_normal(((1 + K) * B, K)).astype(dtype)
+    tools = [Tool("dualjac", lambda: dj.batch_jacobian(f, x)), Tool("limit", lambda: f(stacked), None)]
+    name = np.dtype(dtype).name
+    title = f"per-sample Jacobian, MLP 16→256→256→16 tanh, B={B}, K={K} lanes, {name}"
+    return Workload(f"W1 f{np.dtype(dtype).itemsize * 8}", title, tools + _anchors(x, f_t, f_j, True), name)
+
+
+def w2(quick: bool) -> Workload:
+    """Jacobian of an MLP 64→512→512→64 (tanh) at one input: K = 64 lanes."""
+    K = 64
+    f, f_t, f_j = _mlp_fns(_mlp_params([K, 512, 512, 64], np.float64))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(K)
+    stacked = rng.standard_normal((1 + K, K))
+    tools = [Tool("dualjac", lambda: dj.jacfwd(f)(x)), Tool("limit", lambda: f(stacked), None)]
+    title = f"Jacobian at one input, MLP 64→512→512→64 tanh, K={K} lanes"
+    return Workload("W2", title, tools + _anchors(x, f_t, f_j, False))
+
+
+# --- W3: an elementwise chain ------------------------------------------------------------
+def _expr(x: Any, lib: Any) -> Any:
+    return x * lib.sin(x) + lib.exp(-(x**2)) * lib.cos(3 * x) + lib.log1p(x**2)
+
+
+def w3(quick: bool) -> Workload:
+    """Per-sample Jacobian of an elementwise expression on (4096, 32): K = 32 lanes."""
+    B, n = (64 if quick else 4096), 32
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((B, n))
+    stacked = rng.standard_normal((1 + n, B, n))
+    f = lambda x: _expr(x, np)
+    tools = [Tool("dualjac", lambda: dj.batch_jacobian(f, x)), Tool("limit", lambda: f(stacked), None)]
+    torch, jax = _torch(), _jax()
+    f_t = (lambda x: _expr(x, torch)) if torch else None
+    f_j = (lambda x: _expr(x, jax.numpy)) if jax else None
+    title = f"per-sample Jacobian of x·sin x + exp(-x²)·cos 3x + log1p x², x ({B}, {n}), K={n} lanes"
+    return Workload("W3", title, tools + _anchors(x, f_t, f_j, True))
+
+
+# --- W4: a small CNN through the torch adapter -------------------------------------------
+def _cnn_jax(jax: Any, params: dict) -> Callable:
+    lax, jnp = jax.lax, jax.numpy
+    p = {k: jax.device_put(v) for k, v in params.items()}
+
+    def conv(x, i):
+        y = lax.conv_general_dilated(x, p[f"{i}.weight"], (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y + p[f"{i}.bias"][None, :, None, None]
+
+    def pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    def f(x):
+        h = pool(jax.nn.relu(conv(x, 0)))
+        h = pool(jax.nn.relu(conv(h, 3)))
+        return h.reshape(h.shape[0], -1) @ p["7.weight"].T + p["7.bias"]
+
+    return f
+
+
+def w4(quick: bool, chunks: tuple = (None, 64, 16)) -> Workload:
+    """Per-sample Jacobian of a small CNN (16, 1, 28, 28) → (16, 10), via ``dualjac.torch.from_torch``:
+    K = 784 input lanes against 10 outputs."""
+    B = 2 if quick else 16
+    title = f"per-sample Jacobian, CNN conv-relu-pool ×2 → linear 10, x ({B}, 1, 28, 28), K=784 lanes"
+    torch = _torch()
+    if torch is None:
+        return Workload("W4", title, [Tool("dualjac", None, note="torch not installed")])
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 10),
+    ).double().eval()  # fmt: skip
+    x = np.random.default_rng(4).standard_normal((B, 1, 28, 28))
+    g = None
+    try:
+        from dualjac.torch import from_torch
+
+        g = from_torch(model)
+        g(x[:1])  # lowering errors surface here, not in the timing loop
+        dual = Tool("dualjac", lambda: dj.batch_jacobian(g, x))
+    except Exception as e:  # any failure of the adapter is reported, not raised
+        dual = Tool("dualjac", None, note=f"adapter not available: {type(e).__name__}: {e}"[:160])
+    tools = [dual] + torch_tools(x, model, True)
+    jax = _jax()
+    if jax is not None:
+        params = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        tools += jax_tools(x, _cnn_jax(jax, params), True)
+    extra = (lambda: chunk_memory(g, x, chunks)) if g is not None else None
+    return Workload("W4", title, tools, extra=extra)
+
+
+def chunk_memory(g: Callable, x: np.ndarray, chunks: tuple) -> dict:
+    """Peak traced memory (NumPy reports its buffers to tracemalloc) and time of one
+    ``batch_jacobian`` call per ``chunk_size``."""
+    rows = []
+    for cs in chunks:
+        tracemalloc.start()
+        dj.batch_jacobian(g, x, chunk_size=cs)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        t0 = time.perf_counter()
+        dj.batch_jacobian(g, x, chunk_size=cs)
+        rows.append({"chunk_size": cs, "peak_MiB": peak / 2**20, "one_call_s": time.perf_counter() - t0})
+    return {"chunk_memory": rows}
+
+
+# --- W5: the forum's example, latency -----------------------------------------------------
+def w5(quick: bool) -> Workload:
+    """``f(x1, x2, x3) = (x1 + x2, x3·x1, x2³)`` at (3, 4, 5), 0-d inputs (seed 001): call latency."""
+    f = lambda x1, x2, x3: (x1 + x2, x3 * x1, x2**3)
+    vals = (3.0, 4.0, 5.0)
+    xs = tuple(np.array(v) for v in vals)
+    grid = lambda J: np.array([[float(v) for v in row] for row in J])
+    tools = [Tool("dualjac", lambda: dj.jacobian(f, xs), grid)]
+    torch, jax = _torch(), _jax()
+    if torch is not None:
+        tf, af = torch.func, torch.autograd.functional
+        ts = tuple(torch.tensor(v, dtype=torch.float64) for v in vals)
+        fwd, rev = tf.jacfwd(f, argnums=(0, 1, 2)), tf.jacrev(f, argnums=(0, 1, 2))
+        tools += [
+            Tool("torch AF.jacobian", lambda: af.jacobian(f, ts), grid),
+            Tool("torch.func jacfwd", lambda: fwd(*ts), grid),
+            Tool("torch.func jacrev", lambda: rev(*ts), grid),
+        ]
+    if jax is not None:
+        xj = tuple(jax.device_put(x) for x in xs)
+        for mode in ("jacfwd", "jacrev"):
+            g = jax.jit(getattr(jax, mode)(f, argnums=(0, 1, 2)))
+            tools.append(Tool(f"jax jit {mode}", lambda g=g: jax.block_until_ready(g(*xj)), grid))
+    return Workload("W5", "latency of dj.jacobian(f, (x1, x2, x3)), f = (x1 + x2, x3·x1, x2³), 0-d inputs", tools)
+
+
+def all_workloads(quick: bool) -> list[tuple[str, Callable[[], Workload]]]:
+    """(key, builder) in table order; built lazily, one at a time, so memory is freed in between."""
+    return [
+        ("W1 f64", lambda: w1(quick, np.float64)),
+        ("W1 f32", lambda: w1(quick, np.float32)),
+        ("W2", lambda: w2(quick)),
+        ("W3", lambda: w3(quick)),
+        ("W4", lambda: w4(quick)),
+        ("W5", lambda: w5(quick)),
+    ]
