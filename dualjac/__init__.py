@@ -7,11 +7,13 @@
 
 from .dual import Dual
 from .errors import TangentLossError, UnsupportedOpError
+from .graph import Graph
 from .rules import RULES
 from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
 
 __all__ = [
     "Dual",
+    "Graph",
     "RULES",
     "TangentLossError",
     "UnsupportedOpError",

@@ -2,5 +2,6 @@
 compares torch.autograd's Jacobian with dualjac's."""
 
 from .check import CheckReport, check
+from .fx import from_torch
 
-__all__ = ["CheckReport", "check"]
+__all__ = ["CheckReport", "check", "from_torch"]

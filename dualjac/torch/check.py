@@ -130,21 +130,22 @@ def check(
 
     # torch, as the user runs it
     t0 = time.perf_counter()
-    t_blocks, names_out, names_in = _torch_jacobian(torch, module, inputs, wrt, batched)
+    t_blocks, names_out, names_in, diff = _torch_jacobian(torch, module, inputs, wrt, batched)
     time_torch = time.perf_counter() - t0
 
     # dualjac, float64, same weights
     graph = from_torch(module, dtype=np.float64)
     xs = tuple(_to_numpy(x) for x in inputs)
+    split = (lambda jac: list(jac)) if len(names_out) > 1 else (lambda jac: [jac])  # one entry per output
     t0 = time.perf_counter()
     if wrt == "params":
         jac = transforms.jacfwd(lambda p: graph(*xs, params=p), chunk_size=chunk_size)(graph.params)
-        d_blocks = [[J[name] for name in names_in] for J in _as_list(jac)]
+        d_blocks = [[J[name] for name in names_in] for J in split(jac)]
     elif batched:
-        d_blocks = [[J] for J in _as_list(transforms.batch_jacobian(graph, xs[0], chunk_size=chunk_size))]
-    else:
-        jac = transforms.jacfwd(graph, argnums=tuple(range(len(xs))), chunk_size=chunk_size)(*xs)
-        d_blocks = [list(J) for J in _as_list(jac)]
+        d_blocks = [[J] for J in split(transforms.batch_jacobian(graph, xs[0], chunk_size=chunk_size))]
+    else:  # only the floating inputs are differentiated, as on the torch side
+        jac = transforms.jacfwd(graph, argnums=tuple(diff), chunk_size=chunk_size)(*xs)
+        d_blocks = [list(J) for J in split(jac)]
     time_dualjac = time.perf_counter() - t0
 
     rows = []
@@ -204,7 +205,7 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
 
         J = jacobian(f, tuple(params[n].detach() for n in names))
         rows = [list(J[i]) for i in range(n_out)] if n_out > 1 else [list(J)]
-        return rows, names_out, names
+        return rows, names_out, names, []
     diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
     names_in = [f"x{i}" if len(inputs) > 1 else "x" for i in diff]
     if batched:
@@ -216,7 +217,14 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
         for Jo, o in zip(J, _as_list(outs)):
             k = o.dim() - 1
             rows.append([Jo.movedim(k, 0)])
-        return rows, names_out, names_in
-    J = jacobian(lambda *xs: module(*xs), tuple(inputs[i] for i in diff))
+        return rows, names_out, names_in, diff
+
+    def f(*floats):  # the non-floating inputs (indices, masks) stay fixed
+        args = list(inputs)
+        for i, v in zip(diff, floats):
+            args[i] = v
+        return module(*args)
+
+    J = jacobian(f, tuple(inputs[i] for i in diff))
     rows = [list(J[i]) for i in range(n_out)] if n_out > 1 else [list(J)]
-    return rows, names_out, names_in
+    return rows, names_out, names_in, diff

@@ -84,3 +84,31 @@ def test_check_bad_arguments():
     with pytest.raises(ValueError, match="inputs"):
         djt.check(_mlp())
     assert np.isfinite(djt.check(_mlp(), x).time_dualjac)
+
+
+class _Embed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 3)
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, idx, x):
+        return self.lin(self.emb(idx).sum(1) * x)
+
+
+def test_check_differentiates_only_the_floating_inputs():
+    torch.manual_seed(0)
+    model = _Embed().double().eval()
+    idx, x = torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64)
+    report = djt.check(model, idx, x)
+    assert report.ok, str(report)
+    assert [(r.wrt, r.shape) for r in report.rows] == [("x1", (4, 2, 4, 3))]
+    assert djt.check(model, idx, x, wrt="params").ok
+
+
+def test_check_float32_model_wrt_params_with_a_custom_function():
+    torch.manual_seed(0)
+    model = _Wrong().float().eval()
+    x = torch.randn(5, 4)
+    assert not djt.check(model, x, wrt="params").ok  # the 1% error shows in d/dparams too
+    assert djt.check(_mlp(torch.float32), x, wrt="params").ok

@@ -1,0 +1,1091 @@
+"""``from_torch``: lower a ``torch.nn.Module`` to a dualjac ``Graph`` through ``torch.fx``.
+
+``torch.fx.symbolic_trace`` records the module's ``forward`` as a list of fx nodes
+(call_function, call_method, call_module, get_attr, ...). ``_Lowering``, a
+``torch.fx.Interpreter``, walks them once and emits Graph nodes instead of running
+torch: its environment holds Graph ``Ref``s, not tensors. Three tables say what each
+fx target becomes; every entry is a short emitter written with torch's signature:
+
+* ``FUNCTION_OPS``: ``torch.*``, ``torch.nn.functional.*`` and ``operator.*`` functions;
+* ``METHOD_OPS``: tensor methods, by name (``x.relu_()`` is lowered as ``x.relu()``);
+* ``MODULE_OPS``: ``torch.nn`` layer types (fx does not trace into them).
+
+Torch names are mapped here, never in the rules. Shapes are not known while
+lowering (no example input is needed), so ``x.size(0)``, ``flatten`` or
+``transpose(1, 2)`` emit *static* nodes: Python functions of the input values that
+compute a shape or an axis tuple when the graph runs. Parameters and buffers are
+converted to arrays once, keeping their qualified names (``"0.weight"``).
+
+>>> import numpy as np, torch, dualjac as dj
+>>> from dualjac.torch import from_torch
+>>> model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh()).double()
+>>> g = from_torch(model)
+>>> print(g)
+node  op      args                       params
+%_0   linear  input, @0.weight, @0.bias
+%_1   tanh    %_0
+output: %_1
+>>> x = np.ones((4, 3))
+>>> np.allclose(g(x), model(torch.ones(4, 3, dtype=torch.float64)).detach().numpy())
+True
+>>> dj.batch_jacobian(g, x).shape, dj.jacfwd(lambda p: g(x, params=p))(g.params)["0.weight"].shape
+((4, 2, 3), (4, 2, 2, 3))
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..backend import array_namespace
+from ..errors import UnsupportedOpError
+from ..graph import Graph, Node, Ref
+
+
+class UntraceableModuleError(UnsupportedOpError):
+    """``torch.fx`` could not trace the module (data-dependent control flow, for instance)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.op = f"torch.fx trace of {what}"
+        TypeError.__init__(
+            self,
+            f"torch.fx could not trace {what}, so dualjac cannot lower it: {reason}\n"
+            "fx runs forward() once on symbolic values: Python control flow on tensor values "
+            "(`if x.sum() > 0`, loops over a tensor) cannot be recorded. Rewrite it with torch.where, "
+            "or pass a traceable function (torch.fx.wrap, concrete_args) or submodule to from_torch.",
+        )
+
+
+def from_torch(module: Any, *, dtype: Any = None, backend: str = "numpy") -> Graph:
+    """Lower ``module`` (an ``nn.Module`` in eval mode, or a function of tensors) to a ``Graph``.
+
+    ``dtype``: convert floating parameters and buffers to it (default: keep the
+    module's, float32 stays float32). ``backend="cupy"`` puts them on the GPU.
+    Placeholders with a default value (``forward(x, mask=None)``) keep the default
+    and are not graph inputs. In-place tensor ops are lowered as their out-of-place
+    forms; mutation through a view of another tensor is not followed.
+    """
+    if backend not in ("numpy", "cupy"):
+        raise ValueError(f"backend must be 'numpy' or 'cupy', got {backend!r}")
+    tracer = fx.Tracer()
+    tracer.record_stack_traces = True
+    what = type(module).__name__ if isinstance(module, nn.Module) else getattr(module, "__name__", repr(module))
+    prefix = ""
+    if type(module) in MODULE_OPS:  # a single layer: fx traces into the root, so wrap it as a leaf
+        module, prefix = nn.Sequential(module), "0."
+    try:
+        traced = tracer.trace(module)
+    except UnsupportedOpError:
+        raise
+    except Exception as e:  # fx's TraceError, or a TypeError from a Proxy used as a bool, an int, ...
+        raise UntraceableModuleError(what, f"{type(e).__name__}: {e}") from e
+    gm = fx.GraphModule(tracer.root, traced)
+    b = _Builder(module if isinstance(module, nn.Module) else tracer.root, dtype, backend, what, prefix)
+    out = _Lowering(gm, b).run(enable_io_processing=False)
+    return Graph(tuple(b.inputs), b.nodes, _plain(out), b.params, b.constants, backend)
+
+
+def _plain(out: Any) -> Any:
+    if isinstance(out, _Pieces):
+        raise UnsupportedOpError("returning the whole result of chunk/split", "return its pieces as a tuple")
+    if isinstance(out, tuple) and type(out) is not tuple:  # MinMax and other named tuples
+        return tuple(_plain(o) for o in out)
+    if isinstance(out, (tuple, list)):
+        return type(out)(_plain(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _plain(v) for k, v in out.items()}
+    return out
+
+
+# --- the builder: emits Graph nodes, owns params and constants --------------------------
+class _Builder:
+    def __init__(self, module: nn.Module, dtype: Any, backend: str, what: str, prefix: str = "") -> None:
+        self.module, self.backend, self.what, self.prefix = module, backend, what, prefix
+        self.dtype = None if dtype is None else _torch_dtype(dtype)
+        self.inputs: list[str] = []
+        self.nodes: list[Node] = []
+        self.static: set[str] = set()
+        self.used: set[str] = set()
+        self.fx_node: fx.Node | None = None
+        self.count = 0
+        self.params: dict[str, Any] = {}
+        self.names: dict[int, str] = {}  # id(parameter) -> its name in named_parameters (tied weights)
+        for name, p in module.named_parameters():
+            name = name.removeprefix(prefix)
+            self.params[name] = self.array(p)
+            self.names[id(p)] = name
+        self.constants: dict[str, Any] = {}
+
+    def array(self, t: torch.Tensor) -> Any:
+        t = t.detach().to("cpu")
+        if t.is_floating_point():
+            t = t.to(self.dtype or (torch.float32 if t.dtype == torch.bfloat16 else t.dtype))
+        a = t.numpy().copy()
+        if self.backend == "cupy":
+            import cupy
+
+            a = cupy.asarray(a)
+        return a
+
+    def emit(self, op: str | Callable[..., Any], *args: Any, **params: Any) -> Ref:
+        """Append a node named after the fx node (``name``, then ``name.1``, ... for static values)."""
+        base = self.fx_node.name if self.fx_node is not None else "_"
+        self.count += 1
+        name = base if isinstance(op, str) and base not in self.used else f"{base}.{self.count}"
+        self.used.add(name)
+        self.nodes.append(Node(name, op, args, params))
+        return Ref("node", name)
+
+    def emit_static(self, fn: Callable[..., Any], *args: Any, **params: Any) -> Ref:
+        ref = self.emit(fn, *args, **params)
+        self.static.add(ref.name)
+        return ref
+
+    def is_static(self, v: Any) -> bool:
+        if isinstance(v, Ref):
+            return v.kind == "node" and v.name in self.static
+        return not isinstance(v, (_Pieces, tuple, list)) or all(self.is_static(a) for a in v)
+
+    def attr(self, qualname: str) -> Any:
+        """A parameter, buffer or tensor attribute of the module, by qualified name."""
+        obj = self.module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, nn.Parameter) and id(obj) in self.names:
+            return Ref("param", self.names[id(obj)])
+        if isinstance(obj, torch.Tensor):
+            name = qualname.removeprefix(self.prefix)
+            if name not in self.constants:
+                self.constants[name] = self.array(obj)
+            return Ref("const", name)
+        return obj
+
+    def maybe(self, m: nn.Module, path: str, name: str) -> Any:
+        return None if getattr(m, name, None) is None else self.attr(f"{path}.{name}" if path else name)
+
+    def where(self) -> str:
+        n = self.fx_node
+        if n is None:
+            return self.what
+        stack = n.meta.get("nn_module_stack") or {}
+        path = n.target if n.op == "call_module" else (list(stack)[-1] if stack else "")
+        owner = stack[path][1] if path in stack else None
+        owner = getattr(owner, "__name__", owner) or (type(self.module.get_submodule(path)).__name__ if path else "")
+        module = f"module '{path}' ({owner})" if path else f"the top module ({self.what})"
+        return f"fx node '{n.name}' ({n.op} {_target_name(n.target)}) in {module}"
+
+    def unsupported(self, what: str = "", hint: str = "") -> UnsupportedOpError:
+        n = self.fx_node
+        frame = _user_frame(n.meta.get("stack_trace") or "") if n is not None else ""
+        where = self.where() + (f"\n  traced at: {frame}" if frame else "")
+        return UnsupportedOpError(
+            f"{what or _target_name(n.target)} at {where}",
+            hint
+            or "add an emitter to FUNCTION_OPS / METHOD_OPS / MODULE_OPS in dualjac/torch/fx.py, "
+            "or rewrite this step with supported torch operations",
+        )
+
+    def training(self, what: str) -> UnsupportedOpError:
+        return UnsupportedOpError(
+            f"{what} in training mode at {self.where()}",
+            "batch statistics and random dropout masks are not a fixed function of the input; "
+            "call model.eval() before from_torch / check",
+        )
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+def _user_frame(trace: str) -> str:
+    """The last frame of fx's recorded stack that is the user's code, not torch's."""
+    lines = [s.strip() for s in trace.splitlines()]
+    frames = [
+        (f, "" if c.startswith("File ") else c)
+        for f, c in zip(lines, lines[1:] + [""])
+        if f.startswith("File ") and _TORCH_DIR not in f
+    ]
+    return " ".join(frames[-1]) if frames else ""
+
+
+def _static_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A Python function of sizes (``math.sqrt(x.size(-1))``): a static node; on tensors, unsupported."""
+
+    def emit(b, *args):
+        if not all(b.is_static(a) for a in args):
+            raise b.unsupported(hint=f"{fn.__name__} works on Python numbers; use the torch function on tensors")
+        return b.emit_static(fn, *args)
+
+    return emit
+
+
+def _target_name(t: Any) -> str:
+    if isinstance(t, str):
+        return t
+    mod = getattr(t, "__module__", None) or ""
+    mod = {"_operator": "operator", "torch._C._nn": "torch.nn.functional", "torch._C._VariableFunctions": "torch"}.get(
+        mod, mod
+    )
+    return f"{mod}.{getattr(t, '__name__', repr(t))}".lstrip(".")
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return getattr(torch, np.dtype(dtype).name)
+
+
+class _Lowering(fx.Interpreter):
+    """Runs the fx graph with Graph ``Ref``s in place of tensors, emitting Graph nodes."""
+
+    def __init__(self, gm: fx.GraphModule, b: _Builder) -> None:
+        super().__init__(gm, garbage_collect_values=False)
+        self.extra_traceback = False  # keep our error messages as they are
+        self.b = b
+
+    def run_node(self, n: fx.Node) -> Any:
+        self.b.fx_node, self.b.count = n, 0
+        return super().run_node(n)
+
+    def placeholder(self, target, args, kwargs):
+        if target.startswith("*"):
+            raise self.b.unsupported(f"forward({target})", "give forward() a fixed list of arguments")
+        if args:  # an argument with a default: a constant of the graph
+            return args[0]
+        self.b.inputs.append(target)
+        return Ref("input", target)
+
+    def get_attr(self, target, args, kwargs):
+        return self.b.attr(target)
+
+    def call_function(self, target, args, kwargs):
+        emit = FUNCTION_OPS.get(target) if _hashable(target) else None
+        if emit is None:
+            owner = getattr(target, "__self__", None)
+            if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
+                raise self.b.unsupported(
+                    f"torch.autograd.Function {owner.__name__}",
+                    "its forward could not be traced through; write forward with supported torch operations",
+                )
+            raise self.b.unsupported()
+        out = emit(self.b, *args, **kwargs)
+        if kwargs.get("inplace") and self.b.fx_node.args:
+            self._rebind(self.b.fx_node.args[0], out)
+        return out
+
+    def call_method(self, target, args, kwargs):
+        inplace = target.endswith("_") and not target.startswith("_")
+        emit = METHOD_OPS.get(target[:-1] if inplace else target)
+        if emit is None:
+            raise self.b.unsupported(f"Tensor.{target}")
+        out = emit(self.b, *args, **kwargs)
+        if inplace:
+            self._rebind(self.b.fx_node.args[0], out)
+        return out
+
+    def call_module(self, target, args, kwargs):
+        m = self.fetch_attr(target)
+        emit = MODULE_OPS.get(type(m))
+        if emit is None:
+            raise self.b.unsupported(f"{type(m).__module__}.{type(m).__name__}")
+        out = emit(self.b, m, target, *args, **kwargs)
+        if getattr(m, "inplace", False) and self.b.fx_node.args:
+            self._rebind(self.b.fx_node.args[0], out)
+        return out
+
+    def output(self, target, args, kwargs):
+        return args[0]
+
+    def _rebind(self, arg: Any, out: Any) -> None:
+        """After ``x.add_(y)``, later uses of ``x`` see the new value."""
+        if isinstance(arg, fx.Node):
+            self.env[arg] = out
+
+
+def _hashable(t: Any) -> bool:
+    try:
+        hash(t)
+    except TypeError:
+        return False
+    return True
+
+
+# --- static helpers: Python functions of input *values* (shapes, axes, indices) -------------
+def _as_shape(*parts: Any) -> tuple:
+    """``view(2, -1)``, ``view((2, -1))`` and ``view(y.shape)`` all as one tuple of ints."""
+    out: list[int] = []
+    for p in parts:
+        out.extend(int(a) for a in p) if isinstance(p, (tuple, list)) else out.append(int(p))
+    return tuple(out)
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(int(n) for n in np.shape(x))
+
+
+def _size(x: Any, dim: int | None = None) -> Any:
+    return _shape(x) if dim is None else _shape(x)[dim]
+
+
+def _ndim(x: Any) -> int:
+    return len(np.shape(x))
+
+
+def _numel(x: Any) -> int:
+    return math.prod(_shape(x))
+
+
+def _flatten_shape(x: Any, start_dim: int = 0, end_dim: int = -1) -> tuple:
+    s = _shape(x)
+    if not s:
+        return (1,)
+    a, e = start_dim % len(s), end_dim % len(s)
+    return s[:a] + (math.prod(s[a : e + 1]),) + s[e + 1 :]
+
+
+def _unflatten_shape(x: Any, dim: int, sizes: Any) -> tuple:
+    s = _shape(x)
+    d = dim % len(s)
+    return s[:d] + tuple(sizes) + s[d + 1 :]
+
+
+def _squeeze_shape(x: Any, dim: Any = None) -> tuple:
+    s = _shape(x)
+    dims = range(len(s)) if dim is None else [d % max(len(s), 1) for d in ((dim,) if isinstance(dim, int) else dim)]
+    drop = {d for d in dims if s and s[d] == 1}
+    return tuple(n for i, n in enumerate(s) if i not in drop)
+
+
+def _unsqueeze_shape(x: Any, dim: int) -> tuple:
+    s = _shape(x)
+    d = dim % (len(s) + 1)
+    return s[:d] + (1,) + s[d:]
+
+
+def _expand_shape(x: Any, *sizes: Any) -> tuple:
+    sizes = _as_shape(*sizes)
+    s = (1,) * (len(sizes) - _ndim(x)) + _shape(x)
+    return tuple(n if t == -1 else t for n, t in zip(s, sizes))
+
+
+def _swap_axes(x: Any, d0: int, d1: int) -> tuple:
+    order = list(range(_ndim(x)))
+    order[d0], order[d1] = order[d1], order[d0]
+    return tuple(order)
+
+
+def _chunk_key(x: Any, chunks: int, dim: int, i: int) -> tuple:
+    n = _shape(x)[dim]
+    each = -(-n // chunks)
+    if i * each >= n:
+        raise IndexError(f"chunk {i} of {chunks} does not exist for size {n} (torch.chunk gives fewer pieces)")
+    return (slice(None),) * (dim % _ndim(x)) + (slice(i * each, min((i + 1) * each, n)),)
+
+
+def _split_key(x: Any, size: Any, dim: int, i: int) -> tuple:
+    n = _shape(x)[dim]
+    sizes = list(size) if isinstance(size, (tuple, list)) else [size] * -(-n // size)
+    start = sum(sizes[:i])
+    if i >= len(sizes):
+        raise IndexError(f"split piece {i} does not exist ({len(sizes)} pieces)")
+    return (slice(None),) * (dim % _ndim(x)) + (slice(start, min(start + sizes[i], n)),)
+
+
+def _unbind_key(x: Any, dim: int, i: int) -> tuple:
+    return (slice(None),) * (dim % _ndim(x)) + (i,)
+
+
+def _arg_extremum(fn: str) -> Callable[..., Any]:
+    def arg(x: Any, axis: int, keepdims: bool = False) -> Any:
+        i = getattr(array_namespace(x), fn)(x, axis=axis)
+        return array_namespace(x).expand_dims(i, axis) if keepdims else i
+
+    arg.__name__ = fn
+    return arg
+
+
+def _legacy_softmax_dim(x: Any) -> int:
+    return 0 if _ndim(x) in (0, 1, 3) else 1  # torch's _get_softmax_dim for dim=None
+
+
+def _pad_width(x: Any, pad: Any) -> tuple:
+    """torch's ``pad`` (last axis first: left, right, top, bottom, ...) as NumPy's pairs."""
+    pairs = [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)]
+    return tuple([(0, 0)] * (_ndim(x) - len(pairs)) + pairs[::-1])
+
+
+def _causal_mask(q: Any, k: Any) -> Any:
+    L, S = _shape(q)[-2], _shape(k)[-2]
+    xp = array_namespace(q)
+    return xp.tril(xp.ones((L, S), dtype=bool))
+
+
+def _inv_sqrt_last(q: Any) -> float:
+    return 1.0 / math.sqrt(_shape(q)[-1])
+
+
+def _additive_mask(mask: Any) -> Any:
+    """A boolean attention mask as 0 / -inf; a float mask as it is (a constant: its tangent is not kept)."""
+    xp = array_namespace(mask)
+    return xp.where(mask, 0.0, -math.inf) if mask.dtype == bool else mask
+
+
+def _ones_shape(x: Any) -> tuple:
+    return (1,) * _ndim(x)
+
+
+# --- sequences: chunk/split/unbind pieces and max(dim)'s (values, indices) -----------------
+class _Pieces:
+    """The result of chunk/split/unbind: fx indexes it with ``operator.getitem``."""
+
+    def __init__(self, b: _Builder, x: Ref, key: Callable[..., tuple], *key_args: Any) -> None:
+        self.b, self.x, self.key, self.key_args = b, x, key, key_args
+
+    def __getitem__(self, i: int) -> Ref:
+        return self.b.emit("getitem", self.x, key=self.b.emit_static(self.key, self.x, *self.key_args, i))
+
+
+class MinMax(NamedTuple):
+    values: Any
+    indices: Any
+
+
+# --- emitters: torch signatures in, Graph nodes out ---------------------------------------
+def _dims(dim: Any) -> Any:
+    if isinstance(dim, (list, tuple)):
+        return tuple(dim) if len(dim) else None
+    return dim
+
+
+def _unary(op: str) -> Callable[..., Any]:
+    def emit(b, x, *, out=None):
+        return b.emit(op, x)
+
+    return emit
+
+
+def _binary(op: str, static_fn: Callable[..., Any]) -> Callable[..., Any]:
+    def emit(b, x, y, *, alpha=None, rounding_mode=None, out=None):
+        if b.is_static(x) and b.is_static(y):
+            return b.emit_static(static_fn, x, y)
+        if alpha is not None and alpha != 1:
+            y = b.emit("multiply", y, alpha)
+        if rounding_mode is not None:
+            if op != "divide":
+                raise b.unsupported(hint=f"rounding_mode={rounding_mode!r} only goes with div")
+            if rounding_mode == "floor":
+                return b.emit("floor_divide", x, y)
+            return b.emit("trunc", b.emit("divide", x, y))
+        return b.emit(op, x, y)
+
+    return emit
+
+
+def _rsqrt(b, x):
+    return b.emit("reciprocal", b.emit("sqrt", x))
+
+
+def _reduction(op: str) -> Callable[..., Any]:
+    def emit(b, x, dim=None, keepdim=False, *, dtype=None, out=None):
+        return b.emit(op, x, axis=_dims(dim), keepdims=bool(keepdim))
+
+    return emit
+
+
+def _extremum(op: str, arg: str, pair: str) -> Callable[..., Any]:
+    """``max(x)``, ``max(x, dim, keepdim)`` -> (values, indices), ``max(x, other)``."""
+
+    def emit(b, x, dim=None, keepdim=False, *, other=None, out=None):
+        if isinstance(dim, Ref) and not b.is_static(dim):
+            return b.emit(pair, x, dim)
+        if dim is None:
+            return b.emit(op, x, axis=None, keepdims=False)
+        return MinMax(
+            b.emit(op, x, axis=dim, keepdims=bool(keepdim)),
+            b.emit_static(_arg_extremum(arg), x, dim, bool(keepdim)),
+        )
+
+    return emit
+
+
+def _amax(op: str) -> Callable[..., Any]:
+    def emit(b, x, dim=(), keepdim=False, *, out=None):
+        return b.emit(op, x, axis=_dims(dim), keepdims=bool(keepdim))
+
+    return emit
+
+
+def _var(op: str) -> Callable[..., Any]:
+    def emit(b, x, dim=None, unbiased=None, keepdim=False, *, correction=None, out=None):
+        if isinstance(dim, bool):  # var(x, unbiased)
+            dim, unbiased = None, dim
+        ddof = correction if correction is not None else (0 if unbiased is False else 1)
+        return b.emit(op, x, axis=_dims(dim), keepdims=bool(keepdim), ddof=ddof)
+
+    return emit
+
+
+def _cumulative(op: str) -> Callable[..., Any]:
+    def emit(b, x, dim, *, dtype=None, out=None):
+        return b.emit(op, x, axis=dim)
+
+    return emit
+
+
+def _vector_norm(b, x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    dim = _dims(dim)
+    if dim is None:
+        n = b.emit("norm", b.emit("reshape", x, shape=(-1,)), ord=ord, axis=0)
+        return b.emit("reshape", n, shape=b.emit_static(_ones_shape, x)) if keepdim else n
+    if isinstance(dim, tuple) and len(dim) == 1:
+        dim = dim[0]
+    if isinstance(dim, tuple):
+        if ord == 2 and len(dim) == 2:
+            return b.emit("norm", x, ord="fro", axis=dim, keepdims=bool(keepdim))
+        a = b.emit("absolute", x)
+        if ord in (math.inf, -math.inf):
+            return b.emit("amax" if ord > 0 else "amin", a, axis=dim, keepdims=bool(keepdim))
+        s = b.emit("sum", b.emit("power", a, ord), axis=dim, keepdims=bool(keepdim))
+        return b.emit("power", s, 1.0 / ord)
+    return b.emit("norm", x, ord=ord, axis=dim, keepdims=bool(keepdim))
+
+
+def _norm(b, x, p="fro", dim=None, keepdim=False, *, dtype=None, out=None):
+    if p in ("fro", None):
+        dims = _dims(dim)
+        if isinstance(dims, tuple) and len(dims) == 2:
+            return b.emit("norm", x, ord="fro", axis=dims, keepdims=bool(keepdim))
+        p = 2
+    if p == "nuc":
+        return b.emit("norm", x, ord="nuc", axis=_dims(dim) or (-2, -1), keepdims=bool(keepdim))
+    return _vector_norm(b, x, p, dim, keepdim)
+
+
+def _linalg_norm(b, x, ord=None, dim=None, keepdim=False, *, dtype=None, out=None):
+    return b.emit("norm", x, ord=ord, axis=_dims(dim), keepdims=bool(keepdim))
+
+
+def _logsumexp(b, x, dim, keepdim=False, *, out=None):
+    return b.emit("logsumexp", x, axis=_dims(dim), keepdims=bool(keepdim))
+
+
+def _shape_arg(b, *shape):
+    if all(isinstance(s, int) for s in shape):
+        return shape
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)) and all(isinstance(s, int) for s in shape[0]):
+        return tuple(shape[0])
+    return b.emit_static(_as_shape, *shape)
+
+
+def _reshape(b, x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], torch.dtype):
+        raise b.unsupported(hint="view(dtype) reinterprets bits; it has no derivative")
+    return b.emit("reshape", x, shape=_shape_arg(b, *shape))
+
+
+def _reshape_as(b, x, other):
+    return b.emit("reshape", x, shape=b.emit_static(_shape, other))
+
+
+def _permute(b, x, *dims):
+    return b.emit("transpose", x, axes=_shape_arg(b, *dims))
+
+
+def _transpose(b, x, dim0, dim1):
+    return b.emit("transpose", x, axes=b.emit_static(_swap_axes, x, dim0, dim1))
+
+
+def _t(b, x):
+    return b.emit("transpose", x, axes=None)
+
+
+def _flatten(b, x, start_dim=0, end_dim=-1):
+    return b.emit("reshape", x, shape=b.emit_static(_flatten_shape, x, start_dim, end_dim))
+
+
+def _unflatten(b, x, dim, sizes):
+    return b.emit("reshape", x, shape=b.emit_static(_unflatten_shape, x, dim, sizes))
+
+
+def _squeeze(b, x, dim=None):
+    return b.emit("reshape", x, shape=b.emit_static(_squeeze_shape, x, dim))
+
+
+def _unsqueeze(b, x, dim):
+    return b.emit("reshape", x, shape=b.emit_static(_unsqueeze_shape, x, dim))
+
+
+def _expand(b, x, *sizes):
+    return b.emit("broadcast_to", x, shape=b.emit_static(_expand_shape, x, *sizes))
+
+
+def _expand_as(b, x, other):
+    return b.emit("broadcast_to", x, shape=b.emit_static(_shape, other))
+
+
+def _identity(b, x, *args, **kwargs):
+    return x
+
+
+def _to(b, x, *args, **kwargs):
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.dtype) and not a.is_floating_point:
+            raise b.unsupported(hint=f"casting to {a} has no derivative")
+    return x  # dualjac computes in the graph's dtype (float64 in check)
+
+
+def _size_method(b, x, dim=None):
+    return b.emit_static(_size, x, dim)
+
+
+def _getattr(b, x, name):
+    if isinstance(x, MinMax):
+        return getattr(x, name)
+    if name == "shape":
+        return b.emit_static(_shape, x)
+    if name == "ndim":
+        return b.emit_static(_ndim, x)
+    if name == "T":
+        return _t(b, x)
+    if name == "mT":
+        return _transpose(b, x, -2, -1)
+    raise b.unsupported(f"Tensor.{name}")
+
+
+def _getitem(b, x, key):
+    if isinstance(x, (tuple, list, _Pieces)):
+        return x[key]
+    if b.is_static(x):
+        return b.emit_static(operator.getitem, x, key)
+    return b.emit("getitem", x, key=key if isinstance(key, tuple) else (key,))
+
+
+def _cat(b, tensors, dim=0, *, out=None):
+    return b.emit("concatenate", *tensors, axis=dim)
+
+
+def _stack(b, tensors, dim=0, *, out=None):
+    return b.emit("stack", *tensors, axis=dim)
+
+
+def _chunk(b, x, chunks, dim=0):
+    return _Pieces(b, x, _chunk_key, chunks, dim)
+
+
+def _split(b, x, split_size_or_sections, dim=0):
+    return _Pieces(b, x, _split_key, split_size_or_sections, dim)
+
+
+def _unbind(b, x, dim=0):
+    return _Pieces(b, x, _unbind_key, dim)
+
+
+def _where(b, condition, x, y):
+    return b.emit("where", condition, x, y)
+
+
+def _where_method(b, x, condition, y):
+    return b.emit("where", condition, x, y)
+
+
+def _masked_fill(b, x, mask, value):
+    return b.emit("where", mask, value, x)
+
+
+def _clamp(b, x, min=None, max=None, *, out=None):
+    return b.emit("clip", x, min, max)
+
+
+def _clamp_min(b, x, min):
+    return b.emit("clip", x, min, None)
+
+
+def _clamp_max(b, x, max):
+    return b.emit("clip", x, None, max)
+
+
+def _matmul(b, x, y, *, out=None):
+    return b.emit("matmul", x, y)
+
+
+def _dot(b, x, y, *, out=None):
+    return b.emit("dot", x, y)
+
+
+def _einsum(b, equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return b.emit("einsum", *operands, subscripts=equation)
+
+
+# activations (torch.nn.functional signatures)
+def _relu(b, x, inplace=False):
+    return b.emit("relu", x)
+
+
+def _relu6(b, x, inplace=False):
+    return b.emit("hardtanh", x, min_val=0.0, max_val=6.0)
+
+
+def _leaky_relu(b, x, negative_slope=0.01, inplace=False):
+    return b.emit("leaky_relu", x, negative_slope=negative_slope)
+
+
+def _prelu(b, x, weight):
+    return b.emit("prelu", x, weight)
+
+
+def _elu(b, x, alpha=1.0, inplace=False):
+    return b.emit("elu", x, alpha=alpha)
+
+
+def _celu(b, x, alpha=1.0, inplace=False):
+    return b.emit("celu", x, alpha=alpha)
+
+
+def _selu(b, x, inplace=False):
+    return b.emit("selu", x)
+
+
+def _gelu(b, x, approximate="none"):
+    return b.emit("gelu", x, approximate=approximate)
+
+
+def _softplus(b, x, beta=1.0, threshold=20.0):
+    return b.emit("softplus", x, beta=beta, threshold=threshold)
+
+
+def _hardtanh(b, x, min_val=-1.0, max_val=1.0, inplace=False):
+    return b.emit("hardtanh", x, min_val=min_val, max_val=max_val)
+
+
+def _simple(op: str) -> Callable[..., Any]:
+    def emit(b, x, inplace=False):
+        return b.emit(op, x)
+
+    return emit
+
+
+def _softmax_like(op: str) -> Callable[..., Any]:
+    def emit(b, x, dim=None, _stacklevel=3, dtype=None):
+        return b.emit(op, x, axis=b.emit_static(_legacy_softmax_dim, x) if dim is None else dim)
+
+    return emit
+
+
+# layers (torch.nn.functional signatures)
+def _linear(b, x, weight, bias=None):
+    return b.emit("linear", x, weight, bias)
+
+
+def _bilinear(b, x1, x2, weight, bias=None):
+    return b.emit("bilinear", x1, x2, weight, bias)
+
+
+def _conv(b, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return b.emit("conv", x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def _conv_transpose(b, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    return b.emit(
+        "conv_transpose", x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
+        groups=groups, dilation=dilation,
+    )  # fmt: skip
+
+
+def _pool_tuple(v: Any, nd: int) -> Any:
+    return (v,) * nd if isinstance(v, numbers.Integral) else tuple(v)
+
+
+def _max_pool(nd: int) -> Callable[..., Any]:
+    def emit(b, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        if return_indices:
+            raise b.unsupported(hint="return_indices=True is not supported")
+        k = _pool_tuple(kernel_size, nd)
+        return b.emit(
+            "max_pool", x, kernel_size=k, stride=k if stride in (None, [], ()) else _pool_tuple(stride, nd),
+            padding=_pool_tuple(padding, nd), dilation=_pool_tuple(dilation, nd), ceil_mode=bool(ceil_mode),
+        )  # fmt: skip
+
+    return emit
+
+
+def _avg_pool(nd: int) -> Callable[..., Any]:
+    def emit(b, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+             divisor_override=None):  # fmt: skip
+        if divisor_override is not None:
+            raise b.unsupported(hint="divisor_override is not supported")
+        k = _pool_tuple(kernel_size, nd)
+        return b.emit(
+            "avg_pool", x, kernel_size=k, stride=k if stride in (None, [], ()) else _pool_tuple(stride, nd),
+            padding=_pool_tuple(padding, nd), ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+        )  # fmt: skip
+
+    return emit
+
+
+def _adaptive_avg_pool(nd: int) -> Callable[..., Any]:
+    def emit(b, x, output_size):
+        size = _pool_tuple(output_size, nd)
+        if any(s is None for s in size):
+            raise b.unsupported(hint="output_size with None is not supported; give every size")
+        return b.emit("adaptive_avg_pool", x, output_size=size)
+
+    return emit
+
+
+def _batch_norm(b, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    if training or running_mean is None:
+        raise b.training("batch_norm")
+    return b.emit("batch_norm", x, running_mean, running_var, weight, bias, eps=eps)
+
+
+def _layer_norm(b, x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    return b.emit("layer_norm", x, weight, bias, normalized_shape=tuple(normalized_shape), eps=eps)
+
+
+def _group_norm(b, x, num_groups, weight=None, bias=None, eps=1e-5):
+    return b.emit("group_norm", x, weight, bias, num_groups=num_groups, eps=eps)
+
+
+def _embedding(b, input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+               sparse=False):  # fmt: skip
+    if max_norm is not None:
+        raise b.unsupported(hint="Embedding(max_norm=...) renormalises the weight in place; not supported")
+    return b.emit("take", weight, indices=input, axis=0)
+
+
+def _dropout(b, x, p=0.5, training=True, inplace=False):
+    if training and p > 0:
+        raise b.training("dropout")
+    return x
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad(b, x, pad, mode="constant", value=None):
+    if mode not in _PAD_MODES:
+        raise b.unsupported(hint=f"pad mode {mode!r} is not supported")
+    kw = {"constant_values": 0.0 if value is None else value} if mode == "constant" else {}
+    return b.emit("pad", x, pad_width=b.emit_static(_pad_width, x, tuple(pad)), mode=_PAD_MODES[mode], **kw)
+
+
+def _normalize(b, x, p=2.0, dim=1, eps=1e-12, out=None):
+    n = _vector_norm(b, x, p, dim, keepdim=True)
+    return b.emit("divide", x, b.emit("clip", n, eps, None))
+
+
+def _sdpa(b, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    if dropout_p:
+        raise b.unsupported(hint="dropout_p > 0 draws a random mask; pass dropout_p=0.0 (eval mode)")
+    if enable_gqa:
+        raise b.unsupported(hint="enable_gqa=True is not supported")
+    # softmax(q k^T * scale + mask) v
+    kt = b.emit("transpose", key, axes=b.emit_static(_swap_axes, key, -2, -1))
+    s = b.emit(
+        "multiply", b.emit("matmul", query, kt), b.emit_static(_inv_sqrt_last, query) if scale is None else scale
+    )
+    if is_causal:
+        s = b.emit("where", b.emit_static(_causal_mask, query, key), s, -math.inf)
+    if isinstance(attn_mask, Ref) and attn_mask.kind == "input":  # dtype unknown until run: as an additive mask
+        s = b.emit("add", s, b.emit_static(_additive_mask, attn_mask))
+    elif attn_mask is not None:
+        s = b.emit("where", attn_mask, s, -math.inf) if _is_bool(b, attn_mask) else b.emit("add", s, attn_mask)
+    return b.emit("matmul", b.emit("softmax", s, axis=-1), value)
+
+
+def _is_bool(b: _Builder, ref: Any) -> bool:
+    """Whether a mask is boolean: known for constants; for computed masks, from the fx node's op."""
+    if isinstance(ref, Ref) and ref.kind == "const":
+        return b.constants[ref.name].dtype == bool
+    node = next((n for n in b.nodes if isinstance(ref, Ref) and n.name == ref.name), None)
+    return node is not None and node.op in _BOOL_OPS
+
+
+_BOOL_OPS = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "logical_and", "logical_or",
+             "logical_not", "logical_xor"}  # fmt: skip
+
+
+# --- the tables ---------------------------------------------------------------------------------
+_UNARY = {
+    "exp": "exp", "log": "log", "log2": "log2", "log10": "log10", "log1p": "log1p", "expm1": "expm1",
+    "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh",
+    "asin": "arcsin", "acos": "arccos", "atan": "arctan", "abs": "absolute", "neg": "negative",
+    "square": "square", "reciprocal": "reciprocal", "sigmoid": "sigmoid",
+}  # fmt: skip
+_BINARY = {
+    "add": ("add", operator.add), "sub": ("subtract", operator.sub), "mul": ("multiply", operator.mul),
+    "div": ("divide", operator.truediv), "pow": ("power", operator.pow), "maximum": ("maximum", max),
+    "minimum": ("minimum", min), "gt": ("greater", operator.gt), "lt": ("less", operator.lt),
+    "ge": ("greater_equal", operator.ge), "le": ("less_equal", operator.le), "eq": ("equal", operator.eq),
+    "ne": ("not_equal", operator.ne),
+}  # fmt: skip
+_ACTIVATIONS = {
+    "relu": _relu, "relu6": _relu6, "leaky_relu": _leaky_relu, "prelu": _prelu, "elu": _elu, "selu": _selu,
+    "celu": _celu, "gelu": _gelu, "silu": _simple("silu"), "mish": _simple("mish"), "softplus": _softplus,
+    "sigmoid": _simple("sigmoid"), "tanh": _simple("tanh"), "hardtanh": _hardtanh,
+    "hardswish": _simple("hardswish"), "hardsigmoid": _simple("hardsigmoid"), "logsigmoid": _simple("log_sigmoid"),
+    "softsign": _simple("softsign"), "tanhshrink": _simple("tanhshrink"), "softmax": _softmax_like("softmax"),
+    "log_softmax": _softmax_like("log_softmax"),
+}  # fmt: skip
+_SHARED = {  # the same emitter for torch.<name> and Tensor.<name>
+    **{k: _unary(v) for k, v in _UNARY.items()},
+    **{k: _binary(*v) for k, v in _BINARY.items()},
+    "rsqrt": _rsqrt, "relu": _relu, "softmax": _ACTIVATIONS["softmax"], "log_softmax": _ACTIVATIONS["log_softmax"],
+    "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "mv": _matmul, "dot": _dot,
+    "sum": _reduction("sum"), "mean": _reduction("mean"), "prod": _reduction("prod"),
+    "amax": _amax("amax"), "amin": _amax("amin"), "max": _extremum("amax", "argmax", "maximum"),
+    "min": _extremum("amin", "argmin", "minimum"), "var": _var("var"), "std": _var("std"),
+    "cumsum": _cumulative("cumsum"), "cumprod": _cumulative("cumprod"), "norm": _norm, "logsumexp": _logsumexp,
+    "reshape": _reshape, "permute": _permute, "transpose": _transpose, "swapaxes": _transpose, "t": _t,
+    "flatten": _flatten, "unflatten": _unflatten, "squeeze": _squeeze, "unsqueeze": _unsqueeze,
+    "chunk": _chunk, "split": _split, "unbind": _unbind, "clamp": _clamp, "clip": _clamp,
+    "clamp_min": _clamp_min, "clamp_max": _clamp_max,
+}  # fmt: skip
+
+FUNCTION_OPS: dict[Any, Callable[..., Any]] = {
+    **{getattr(torch, k): v for k, v in _SHARED.items()},
+    **{getattr(F, k): v for k, v in _ACTIVATIONS.items() if k not in ("sigmoid", "tanh")},  # those two trace as torch.*
+    torch.sigmoid: _ACTIVATIONS["sigmoid"], torch.selu: _selu, torch.celu: _celu, torch.prelu: _prelu,
+    torch.rsqrt: _rsqrt, torch.true_divide: _binary("divide", operator.truediv), torch.where: _where,
+    torch.cat: _cat, torch.concat: _cat, torch.concatenate: _cat, torch.stack: _stack, torch.einsum: _einsum,
+    torch.masked_fill: _masked_fill, torch.linalg.norm: _linalg_norm, torch.linalg.vector_norm: _vector_norm,
+    operator.add: _binary("add", operator.add), operator.sub: _binary("subtract", operator.sub),
+    operator.mul: _binary("multiply", operator.mul), operator.truediv: _binary("divide", operator.truediv),
+    operator.floordiv: _binary("floor_divide", operator.floordiv), operator.pow: _binary("power", operator.pow),
+    operator.matmul: _matmul, operator.neg: _unary("negative"), operator.abs: _unary("absolute"),
+    operator.gt: _binary("greater", operator.gt), operator.lt: _binary("less", operator.lt),
+    operator.ge: _binary("greater_equal", operator.ge), operator.le: _binary("less_equal", operator.le),
+    operator.getitem: _getitem, getattr: _getattr, math.sqrt: _static_only(math.sqrt),
+    F.linear: _linear, F.bilinear: _bilinear, F.conv1d: _conv, F.conv2d: _conv,
+    F.conv_transpose1d: _conv_transpose, F.conv_transpose2d: _conv_transpose,
+    F.max_pool1d: _max_pool(1), F.max_pool2d: _max_pool(2), F.avg_pool1d: _avg_pool(1), F.avg_pool2d: _avg_pool(2),
+    F.adaptive_avg_pool1d: _adaptive_avg_pool(1), F.adaptive_avg_pool2d: _adaptive_avg_pool(2),
+    F.batch_norm: _batch_norm, F.layer_norm: _layer_norm, F.group_norm: _group_norm, F.embedding: _embedding,
+    F.dropout: _dropout, F.alpha_dropout: _dropout, F.feature_alpha_dropout: _dropout, F.dropout1d: _dropout,
+    F.dropout2d: _dropout,
+    F.pad: _pad, F.normalize: _normalize, F.scaled_dot_product_attention: _sdpa,
+}  # fmt: skip
+
+METHOD_OPS: dict[str, Callable[..., Any]] = {
+    **_SHARED,
+    "view": _reshape, "view_as": _reshape_as, "reshape_as": _reshape_as, "expand": _expand,
+    "expand_as": _expand_as, "contiguous": _identity, "clone": _identity, "to": _to, "float": _to, "double": _to,
+    "type_as": _to, "size": _size_method, "dim": lambda b, x: b.emit_static(_ndim, x),
+    "numel": lambda b, x: b.emit_static(_numel, x), "where": _where_method, "masked_fill": _masked_fill,
+}  # fmt: skip
+
+
+def _module(emit: Callable[..., Any], *attrs: str) -> Callable[..., Any]:
+    """A module emitter calling ``emit(b, x, m.<attr>...)`` (activations with settings)."""
+
+    def lower(b, m, path, x):
+        return emit(b, x, *(getattr(m, a) for a in attrs))
+
+    return lower
+
+
+def _m_linear(b, m, path, x):
+    return _linear(b, x, b.attr(f"{path}.weight"), b.maybe(m, path, "bias"))
+
+
+def _m_bilinear(b, m, path, x1, x2):
+    return _bilinear(b, x1, x2, b.attr(f"{path}.weight"), b.maybe(m, path, "bias"))
+
+
+def _m_conv(b, m, path, x):
+    padding = m.padding
+    if m.padding_mode != "zeros":
+        x = _pad(b, x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+        padding = 0
+    return _conv(b, x, b.attr(f"{path}.weight"), b.maybe(m, path, "bias"), m.stride, padding, m.dilation, m.groups)
+
+
+def _m_conv_transpose(b, m, path, x, output_size=None):
+    if output_size is not None:
+        raise b.unsupported(hint="ConvTranspose with output_size= is not supported; set output_padding")
+    return _conv_transpose(
+        b, x, b.attr(f"{path}.weight"), b.maybe(m, path, "bias"), m.stride, m.padding, m.output_padding,
+        m.groups, m.dilation,
+    )  # fmt: skip
+
+
+def _m_max_pool(nd):
+    def lower(b, m, path, x):
+        return _max_pool(nd)(b, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
+
+    return lower
+
+
+def _m_avg_pool(nd):
+    def lower(b, m, path, x):
+        cip = m.count_include_pad
+        return _avg_pool(nd)(
+            b, x, m.kernel_size, m.stride, m.padding, m.ceil_mode, cip, getattr(m, "divisor_override", None)
+        )
+
+    return lower
+
+
+def _m_batch_norm(b, m, path, x):
+    if m.training:
+        raise b.training(type(m).__name__)
+    if m.running_mean is None:
+        raise b.unsupported(hint="BatchNorm without running stats (track_running_stats=False) uses batch statistics")
+    return _batch_norm(
+        b, x, b.attr(f"{path}.running_mean"), b.attr(f"{path}.running_var"), b.maybe(m, path, "weight"),
+        b.maybe(m, path, "bias"), eps=m.eps,
+    )  # fmt: skip
+
+
+def _m_layer_norm(b, m, path, x):
+    return _layer_norm(b, x, m.normalized_shape, b.maybe(m, path, "weight"), b.maybe(m, path, "bias"), m.eps)
+
+
+def _m_group_norm(b, m, path, x):
+    return _group_norm(b, x, m.num_groups, b.maybe(m, path, "weight"), b.maybe(m, path, "bias"), m.eps)
+
+
+def _m_dropout(b, m, path, x):
+    if m.training and m.p > 0:
+        raise b.training(type(m).__name__)
+    return x
+
+
+def _m_embedding(b, m, path, idx):
+    return _embedding(b, idx, b.attr(f"{path}.weight"), m.padding_idx, m.max_norm)
+
+
+MODULE_OPS: dict[type, Callable[..., Any]] = {
+    nn.Linear: _m_linear, nn.Bilinear: _m_bilinear, nn.Conv1d: _m_conv, nn.Conv2d: _m_conv,
+    nn.ConvTranspose1d: _m_conv_transpose, nn.ConvTranspose2d: _m_conv_transpose,
+    nn.MaxPool1d: _m_max_pool(1), nn.MaxPool2d: _m_max_pool(2), nn.AvgPool1d: _m_avg_pool(1),
+    nn.AvgPool2d: _m_avg_pool(2),
+    nn.AdaptiveAvgPool1d: lambda b, m, path, x: _adaptive_avg_pool(1)(b, x, m.output_size),
+    nn.AdaptiveAvgPool2d: lambda b, m, path, x: _adaptive_avg_pool(2)(b, x, m.output_size),
+    nn.BatchNorm1d: _m_batch_norm, nn.BatchNorm2d: _m_batch_norm, nn.LayerNorm: _m_layer_norm,
+    nn.GroupNorm: _m_group_norm, nn.Dropout: _m_dropout, nn.Dropout1d: _m_dropout, nn.Dropout2d: _m_dropout,
+    nn.AlphaDropout: _m_dropout, nn.FeatureAlphaDropout: _m_dropout, nn.Embedding: _m_embedding,
+    nn.Flatten: _module(_flatten, "start_dim", "end_dim"), nn.Unflatten: _module(_unflatten, "dim", "unflattened_size"),
+    nn.Identity: lambda b, m, path, x, *a, **k: x,
+    nn.ReLU: _module(_relu), nn.ReLU6: _module(_relu6), nn.LeakyReLU: _module(_leaky_relu, "negative_slope"),
+    nn.PReLU: lambda b, m, path, x: _prelu(b, x, b.attr(f"{path}.weight")),
+    nn.ELU: _module(_elu, "alpha"), nn.SELU: _module(_selu), nn.CELU: _module(_celu, "alpha"),
+    nn.GELU: _module(_gelu, "approximate"), nn.SiLU: _module(_ACTIVATIONS["silu"]),
+    nn.Mish: _module(_ACTIVATIONS["mish"]), nn.Softplus: _module(_softplus, "beta", "threshold"),
+    nn.Sigmoid: _module(_ACTIVATIONS["sigmoid"]), nn.Tanh: _module(_ACTIVATIONS["tanh"]),
+    nn.Hardtanh: _module(_hardtanh, "min_val", "max_val"), nn.Hardswish: _module(_ACTIVATIONS["hardswish"]),
+    nn.Hardsigmoid: _module(_ACTIVATIONS["hardsigmoid"]), nn.LogSigmoid: _module(_ACTIVATIONS["logsigmoid"]),
+    nn.Softsign: _module(_ACTIVATIONS["softsign"]), nn.Tanhshrink: _module(_ACTIVATIONS["tanhshrink"]),
+    nn.Softmax: _module(_ACTIVATIONS["softmax"], "dim"), nn.LogSoftmax: _module(_ACTIVATIONS["log_softmax"], "dim"),
+}  # fmt: skip
