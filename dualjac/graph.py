@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .dual import Dual
+from .errors import TangentLossError
 from .rules import apply
 
 
@@ -112,7 +113,7 @@ class Graph:
             if isinstance(node.op, str):
                 env["node"][node.name] = apply(node.op, *args, **kwargs)
             else:  # a static value: computed from values, never from tangents
-                env["node"][node.name] = node.op(*[_value(a) for a in args], **kwargs)
+                env["node"][node.name] = _static(node, args, kwargs)
         return get(self.outputs)
 
     def __str__(self) -> str:
@@ -128,6 +129,19 @@ class Graph:
         return "\n".join(lines + [f"output: {self.outputs!r}"])
 
     __repr__ = __str__
+
+
+def _static(node: Node, args: list, kwargs: dict) -> Any:
+    out = node.op(*[_value(a) for a in args], **kwargs)
+    # shapes, indices and boolean masks have no derivative; a float result computed
+    # from a differentiated value would silently drop its tangent
+    if getattr(getattr(out, "dtype", None), "kind", "b") in "fc" and any(type(a) is Dual for a in args):
+        raise TangentLossError(
+            f"graph node %{node.name} ({node.op.__name__}) computes a floating value from a differentiated "
+            "input without its derivative; pass that input as a constant (do not differentiate it), "
+            "or as a boolean mask"
+        )
+    return out
 
 
 def _resolve(a: Any, env: dict) -> Any:

@@ -624,3 +624,21 @@ def test_sdpa_with_a_boolean_mask_as_graph_input():
     _close(g(q.numpy(), k.numpy(), v.numpy(), _bmask.numpy()), attend(q, k, v, _bmask), rtol=1e-12)
     J = torch.autograd.functional.jacobian(lambda q: attend(q, k, v, _bmask), q)
     _close(dj.jacobian(lambda q: g(q, k.numpy(), v.numpy(), _bmask.numpy()), q.numpy()), J)
+
+
+def test_a_float_mask_input_is_never_differentiated_silently():
+    """A float attention mask given as a graph input is used as a constant; differentiating
+    w.r.t. it raises instead of returning a Jacobian with its contribution missing."""
+
+    class Attn(torch.nn.Module):
+        def forward(self, q, mask):
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+
+    g = from_torch(Attn())
+    q = np.random.default_rng(0).standard_normal((2, 3, 4))
+    mask = np.random.default_rng(1).standard_normal((3, 3))
+    J = dj.jacfwd(g, argnums=0)(q, mask)  # the mask as a constant: fine
+    Jt = torch.autograd.functional.jacobian(lambda q: Attn()(q, torch.from_numpy(mask)), torch.from_numpy(q))
+    np.testing.assert_allclose(J, Jt.numpy(), rtol=1e-9, atol=1e-12)
+    with pytest.raises(dj.TangentLossError, match="mask"):
+        dj.jacfwd(g, argnums=1)(q, mask)
