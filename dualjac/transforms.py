@@ -41,7 +41,7 @@ class Config:
     ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
     after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar."""
 
-    tangent_bytes: int = 1 << 30
+    tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
 
 
@@ -161,6 +161,10 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
     lanes (None where the output does not depend on the inputs)."""
     total, itemsize = inputs.total, inputs.dtype.itemsize
     k = _chunk(chunk_size, total, inputs.widest, itemsize)
+    if chunk_size is None and 4 * k * inputs.widest * itemsize > config.tangent_bytes:
+        # the inputs' lanes alone take a quarter of the budget: an intermediate a few times wider
+        # would exceed it, so measure the widest value with a small first pass, then resize
+        k = max(1, k // 16)
     first, parts, start = None, None, 0
     while first is None or start < total:
         stop = min(total, start + k)

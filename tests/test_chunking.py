@@ -64,6 +64,26 @@ def test_default_chunk_respects_the_memory_budget(rng, monkeypatch):
     assert sum(1 for n in lanes if n > 0) > N  # several passes happened
 
 
+def test_a_wider_intermediate_does_not_overflow_the_budget(monkeypatch, rng):
+    """The input has 64 elements, an intermediate 4x as many. Sized from the input alone, the
+    first pass would take 32 lanes (4x the budget); the default chunking probes first instead."""
+    x = rng.standard_normal(64)
+    f = lambda x: np.tanh(np.concatenate([x, 2 * x, 3 * x, 4 * x])).sum()
+    full = dj.jacfwd(f, chunk_size=64)(x)
+    budget = 8 * 256 * 8  # eight lanes of the widest value
+    sizes = []
+    real = dj.Dual.__init__
+
+    def spy(self, primal, tangent, level=1):
+        sizes.append(tangent.shape[0] * int(np.prod(primal.shape)) * 8)
+        real(self, primal, tangent, level)
+
+    monkeypatch.setattr(dj.config, "tangent_bytes", budget)
+    monkeypatch.setattr(dj.Dual, "__init__", spy)
+    np.testing.assert_allclose(dj.jacfwd(f)(x), full, rtol=1e-13)
+    assert max(sizes) <= budget
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5])
 def test_bad_chunk_size_is_rejected(bad):
     with pytest.raises(ValueError, match="chunk_size"):
