@@ -223,93 +223,55 @@ def heatmap(plt) -> None:
 
 
 # --- figure 3: the benchmark results ---------------------------------------------------------
-TIME_KEYS = ("median_s", "median", "seconds", "time_s", "time", "median_ms", "ms", "time_ms")
-CASE_KEYS = ("workload", "case", "benchmark", "name", "id")
-TOOL_KEYS = ("tool", "impl", "implementation", "method", "library", "engine")
-
-
-def benchmark_records(data) -> list[tuple[str, str, float]]:
-    """(workload, tool, seconds) from the benchmark JSON, whatever its nesting."""
-    found: list[tuple[str, str, float]] = []
-
-    def seconds(d: dict) -> float | None:
-        for k in TIME_KEYS:
-            v = d.get(k)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return v / 1e3 if "ms" in k else float(v)
-        return None
-
-    def walk(node, context: dict) -> None:
-        if isinstance(node, dict):
-            ctx = dict(context)
-            for k in CASE_KEYS:
-                if isinstance(node.get(k), str):
-                    ctx.setdefault("case", node[k])
-                    break
-            for k in TOOL_KEYS:
-                if isinstance(node.get(k), str):
-                    ctx["tool"] = node[k]
-                    break
-            t = seconds(node)
-            if t is not None and "case" in ctx and "tool" in ctx:
-                found.append((ctx["case"], ctx["tool"], t))
-                return
-            for k, v in node.items():
-                if isinstance(v, dict | list):
-                    sub = dict(ctx)
-                    if isinstance(v, dict) and "case" in ctx and "tool" not in ctx and seconds(v) is not None:
-                        sub["tool"] = k  # {"case": ..., "tools": {"dualjac": {"median_s": ...}}}
-                    walk(v, sub)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, context)
-
-    walk(data, {})
-    return found
-
-
 def benchmarks(plt) -> None:
+    """One panel per workload: each tool's median time relative to dualjac's (log scale)."""
     path = ROOT / "benchmarks" / "results" / "latest.json"
     fragment = OUT / "benchmarks.md"  # what docs/benchmarks.md includes: the chart, or why there is none
-    missing = (
-        '!!! warning "No benchmark chart yet"\n'
-        "    `benchmarks/results/latest.json` was {why} when the figures were made. Run "
-        "`python -m benchmarks.run`, then `python docs/make_figures.py --only benchmarks`.\n"
-    )
     if not path.exists():
-        print(
-            f"skipping benchmarks.png: {path.relative_to(ROOT)} not found "
-            "(run `python -m benchmarks.run` first)"
+        print(f"skipping benchmarks.png: {path.relative_to(ROOT)} not found (run `python -m benchmarks.run`)")
+        fragment.write_text(
+            '!!! warning "No benchmark chart yet"\n'
+            "    `benchmarks/results/latest.json` was absent when the figures were made. Run "
+            "`python -m benchmarks.run`, then `python docs/make_figures.py --only benchmarks`.\n"
         )
-        fragment.write_text(missing.format(why="absent"))
         return
-    records = benchmark_records(json.loads(path.read_text()))
-    if not records:
-        print(
-            "skipping benchmarks.png: no (workload, tool, time) records recognised in "
-            f"{path.relative_to(ROOT)}"
-        )
-        fragment.write_text(missing.format(why="in a format the script does not recognise"))
-        return
-    cases = list(dict.fromkeys(r[0] for r in records))
-    tools = list(dict.fromkeys(r[1] for r in records))
-    table = {(c, t): s for c, t, s in records}
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(cases) * max(1, len(tools)) / 3), 4.5))
-    width = 0.8 / len(tools)
-    for i, tool in enumerate(tools):
-        xs = [j + (i - (len(tools) - 1) / 2) * width for j, c in enumerate(cases) if (c, tool) in table]
-        ys = [table[(c, tool)] * 1e3 for c in cases if (c, tool) in table]
-        ax.bar(xs, ys, width, label=tool, color=f"C{i}")
-    ax.set_xticks(range(len(cases)), cases, rotation=20, ha="right", fontsize=8)
-    ax.set(yscale="log", ylabel="median time (ms), log scale", title="python -m benchmarks.run")
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    data = json.loads(path.read_text())
+    rows: dict[str, list[tuple[str, float]]] = {}
+    for r in data["results"]:
+        if r.get("median_s") is not None:
+            rows.setdefault(r["workload"], []).append((r["tool"], r["median_s"]))
+    fig, axes = plt.subplots(2, (len(rows) + 1) // 2, figsize=(14, 7.5))
+    for ax, (workload, tools) in zip(axes.flat, rows.items()):
+        base = dict(tools)["dualjac"]
+        tools = sorted(tools, key=lambda t: t[1])
+        names, ratios = [t[0] for t in tools], [t[1] / base for t in tools]
+        colors = ["C3" if n == "dualjac" else "C7" if n == "limit" else "C0" for n in names]
+        ax.barh(range(len(tools)), ratios, color=colors)
+        ax.set_yticks(range(len(tools)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.axvline(1.0, color="C3", lw=0.8)
+        ax.set_title(f"{workload}: dualjac {_fmt_time(base)}", fontsize=10)
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    fig.supxlabel("median time relative to dualjac (log scale; right of the red line: slower than dualjac)")
+    fig.suptitle(f"python -m benchmarks.run ({data['machine'].get('allocator', '')})", fontsize=11)
     fig.tight_layout()
     out = OUT / "benchmarks.png"
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
-    fragment.write_text("![Benchmark results: median time per workload and tool](figures/benchmarks.png)\n")
-    print(f"wrote {out} ({len(cases)} workloads, {len(tools)} tools)")
+    fragment.write_text("![Benchmark results: each tool's time relative to dualjac](figures/benchmarks.png)\n")
+    print(f"wrote {out} ({len(rows)} workloads)")
+
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
