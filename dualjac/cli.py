@@ -159,7 +159,7 @@ def _demo(args: argparse.Namespace) -> int:
         "(dualjac via its torch.fx adapter; errors: a float64 dualjac cross-check of torch.autograd)\n"
     )
     cols = ("model", "Jacobian", "max abs err", "ok", "dualjac", "vmap(jacfwd)", "vmap(jacrev)")
-    header = "{:<20} {:<18} {:>12} {:>4} {:>10} {:>13} {:>13}".format(*cols)
+    header = "{:<20} {:<20} {:>12} {:>4} {:>10} {:>13} {:>13}".format(*cols)
     print(header + "\n" + "-" * len(header))
     all_ok, heat = True, None
     for name, (model, item) in _demo_models(torch).items():
@@ -185,7 +185,7 @@ def _demo_row(torch: Any, name: str, model: Any, item: tuple, args: argparse.Nam
     t_fwd = _median_time(lambda: torch.func.vmap(torch.func.jacfwd(single))(x), args.repeats)
     t_rev = _median_time(lambda: torch.func.vmap(torch.func.jacrev(single))(x), args.repeats)
     print(
-        f"{name:<20} {str(tuple(J.shape)):<18} {report.max_abs_error:12.2e} "
+        f"{name:<20} {str(tuple(J.shape)):<20} {report.max_abs_error:12.2e} "
         f"{'yes' if report.ok else 'NO':>4} "
         f"{t_dj * 1e3:8.2f}ms {t_fwd * 1e3:11.2f}ms {t_rev * 1e3:11.2f}ms"
     )
