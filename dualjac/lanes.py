@@ -11,9 +11,11 @@ multiply all of it by ``g'(x)``. Instead ``Diagonal`` stores only the diagonal,
 
 An elementwise rule is linear and pointwise in its tangent, so applying it to
 ``values`` (as a single lane) gives the next ``values``: a chain of elementwise ops
-costs O(|S|) instead of O(K |S|). The first op that mixes positions (a matmul, a
-sum, a reshape) gets the written-out array from ``dense()``. ``rules.apply`` is the
-only place that makes this choice; rules never see a ``Diagonal``.
+costs O(|S|) instead of O(K |S|). A rule may opt in to use the structure directly
+(``diagonal=`` handlers: ``x @ W`` on a seeded 1-D item is ``W``'s rows ``shift:shift+K``
+times the values, no GEMM); every other op that mixes positions (a sum, a reshape)
+gets the written-out array from ``dense()``. ``rules.apply`` is the only place that
+makes this choice; rules without a handler never see a ``Diagonal``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ Forms of tangent rules (argument order is always ``(xp, ans, d<arg>, *primals, *
   arrays (concatenate, stack, einsum) or with several outputs.
 * ``nondiff=True``: piecewise-constant ops (comparisons, floor, sign): the result
   is a plain array, the symbolic zero tangent.
+* ``diagonal=(handler_for_arg0, ...)`` (optional, next to ``jvp=``): for a non-elementwise
+  op that can use implicit identity lanes (``lanes.Diagonal``) without writing them out.
+  ``handler(xp, ans, diag, *primals, **params)`` returns argument i's contribution
+  ``(K, *ans.shape)``, or None where its shortcut does not apply; ``apply`` then passes
+  ``diag.dense()`` to the ordinary rule. No other rule ever sees a ``Diagonal``.
 
 Lane discipline: a tangent has shape ``(K, *x.shape)``. For ``elementwise`` rules,
 ``apply`` first reshapes each tangent to ``(K, 1, ..., *x.shape)`` with the output's
@@ -42,6 +47,7 @@ class Rule(NamedTuple):
     joint: Callable[..., Any] | None = None
     elementwise: bool = False
     nondiff: bool = False
+    diagonal: tuple[Callable[..., Any] | None, ...] = ()
 
 
 RULES: dict[str, Rule] = {}
@@ -64,6 +70,7 @@ def defrule(
     joint: Callable[..., Any] | None = None,
     elementwise: bool = False,
     nondiff: bool = False,
+    diagonal: tuple[Callable[..., Any] | None, ...] = (),
 ) -> Rule:
     """Add op ``name`` to the table. ``primal`` defaults to ``xp.<name>``.
 
@@ -75,7 +82,9 @@ def defrule(
         raise ValueError(f"rule {name!r} is defined twice")
     if sum((bool(jvp), joint is not None, nondiff)) != 1:
         raise ValueError(f"rule {name!r} needs exactly one of jvp=, joint=, nondiff=True")
-    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff)
+    if diagonal and not jvp:
+        raise ValueError(f"rule {name!r}: diagonal= handlers go with per-argument jvp= rules")
+    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff, tuple(diagonal))
     RULES[name] = rule
     return rule
 
@@ -148,10 +157,14 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
                 f"{name} (argument {i})",
                 f"argument {i} of {name} is not differentiable; pass a constant there",
             )
-        dx = a.tangent.values[None] if diag is not None else _dense(a.tangent)  # one lane stands for all
-        if dx.ndim <= ndim:
-            dx = lanes_to_rank(dx, ndim)
-        contrib = jvp_i(xp, ans, dx, *primals, **params)
+        t, contrib = a.tangent, None
+        if type(t) is Diagonal and diag is None and i < len(rule.diagonal) and rule.diagonal[i] is not None:
+            contrib = rule.diagonal[i](xp, ans, t, *primals, **params)  # opted in: None if it does not apply
+        if contrib is None:
+            dx = t.values[None] if diag is not None else _dense(t)  # one lane stands for all
+            if dx.ndim <= ndim:
+                dx = lanes_to_rank(dx, ndim)
+            contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
     if tangent.dtype != ans.dtype:  # a float32 Dual meeting a float64 constant: the result's dtype wins
         tangent = tangent.astype(ans.dtype)

@@ -104,7 +104,30 @@ def _matmul_dy(xp, ans, dy, x, y):
     return _left(xp, x, dy)
 
 
-defrule("matmul", jvp=(_matmul_dx, _matmul_dy))
+def _matmul_diag_x(xp, ans, t, x, y):
+    """``dx @ y`` for implicit identity lanes on x (``lanes.Diagonal``), no GEMM: with a 1-D
+    item (x of shape ``lead + (n,)``), lane k of ``dx`` is ``values[..., s+k]`` at column
+    ``s+k`` (``s = t.shift``), so lane k of ``dx @ y`` is that value times row ``s+k`` of y."""
+    if x.ndim != t.nlead + 1 or y.ndim > 2:
+        return None  # item not 1-D, or y batched: the dense rule
+    K, s = t.lanes, t.shift
+    v = xp.moveaxis(t.values[..., s : s + K], -1, 0).copy()  # (K, *lead), C order so the product is too
+    rows = y[s : s + K]  # (K, m), or (K,) for a vector y
+    if y.ndim == 1:
+        return v * rows.reshape((K,) + (1,) * t.nlead)
+    return v[..., None] * rows.reshape((K,) + (1,) * t.nlead + (y.shape[-1],))
+
+
+def _matmul_diag_y(xp, ans, t, x, y):
+    """``x @ dy`` for implicit identity lanes on a vector y (one input, ``jacfwd``): lane k is
+    column ``s+k`` of x times ``values[s+k]``."""
+    if y.ndim != 1 or t.nlead != 0:
+        return None
+    K, s = t.lanes, t.shift
+    return xp.moveaxis(x[..., s : s + K] * t.values[s : s + K], -1, 0).copy()  # C order, as a GEMM's
+
+
+defrule("matmul", jvp=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmul_diag_y))
 
 
 # --- dot, vdot, inner, outer, tensordot ----------------------------------------------------
