@@ -98,12 +98,27 @@ class _Inputs:
         self.leaves, self.lead = leaves, lead
         plain = [x if type(x) is not Dual else value(x) for x in leaves]
         self.xp = array_namespace(*plain)
-        self.dtype = plain[0].dtype if len(plain) == 1 else np.result_type(*[p.dtype for p in plain])
-        self.items = [p.shape[len(lead) :] for p in plain]  # per-sample shapes
-        batch = math.prod(lead)
-        self.sizes = [p.size // batch for p in plain] if lead else [p.size for p in plain]
-        self.total = sum(self.sizes)
-        self.widest = max((p.size for p in plain), default=1)
+        dtypes = [p.dtype for p in plain]
+        d = dtypes[0] if dtypes else None
+        # np.result_type costs ~0.5 us; inputs usually share one native dtype, which it would return
+        same = len(dtypes) == 1 or (d is not None and d.isnative and dtypes.count(d) == len(dtypes))
+        self.dtype = d if same else np.result_type(*dtypes)
+        # per leaf: its per-sample shape, its number of lanes, and where those lanes sit on a
+        # lane axis: an int for a 0-d leaf (indexing by it drops the axis with no reshape: a
+        # scalar-inputs call is mostly this bookkeeping), else a slice whose columns are
+        # reshaped to the item shape. One loop, not a comprehension each: ~0.7 us less per call.
+        nlead, batch = len(lead), math.prod(lead)
+        self.items, self.sizes, self.where = [], [], []
+        total = widest = 0
+        for p in plain:
+            item, size = p.shape[nlead:], p.size
+            n = size // batch
+            self.items.append(item)
+            self.sizes.append(n)
+            self.where.append(total if item == () else slice(total, total + n))
+            total += n
+            widest = max(widest, size)
+        self.total, self.widest = total, widest if plain else 1
 
     def seeds(self, start: int, stop: int) -> list[Any]:
         """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
@@ -115,11 +130,10 @@ class _Inputs:
             eye = _identity(self.xp, self.total, self.dtype)[start:stop]
         else:
             eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
-        out, offset = [], 0
-        for item, n in zip(self.items, self.sizes):
-            out.append(eye[:, offset : offset + n].reshape((k,) + item))
-            offset += n
-        return out
+        return [
+            eye[:, w] if type(w) is int else eye[:, w].reshape((k,) + item)
+            for w, item in zip(self.where, self.items)
+        ]
 
     def blocks(self, t: Any, o: Any) -> list[Any]:
         """Split output lanes ``t`` (N, *o.shape) into Jacobian blocks ``o.shape + item``
@@ -132,12 +146,12 @@ class _Inputs:
                 return [t.jacobian(o_shape)]
             t = t.dense()
         cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t  # (*o.shape, N)
-        out, offset = [], 0
-        for item, n in zip(self.items, self.sizes):
-            block = cols if len(self.items) == 1 else cols[..., offset : offset + n]
-            out.append(block.reshape(o_shape + item))
-            offset += n
-        return out
+        if len(self.items) == 1:
+            return [cols.reshape(o_shape + self.items[0])]
+        return [
+            cols[..., w] if type(w) is int else cols[..., w].reshape(o_shape + item)
+            for w, item in zip(self.where, self.items)
+        ]
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,23 +179,33 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
         # the inputs' lanes alone take a quarter of the budget: an intermediate a few times wider
         # would exceed it, so measure the widest value with a small first pass, then resize
         k = max(1, k // 16)
+    if k >= total:  # one pass: every small problem, where the chunk bookkeeping below is overhead
+        return _pass(run, inputs, 0, total)
     first, parts, start = None, None, 0
-    while first is None or start < total:
+    while start < total:
         stop = min(total, start + k)
-        level = next(_levels)
-        rules.PEAK[0] = 0
-        out_leaves, out_def = flatten(run(inputs.seeds(start, stop), level))
+        out_leaves, out_def, tangents = _pass(run, inputs, start, stop)
         if first is None:
             first, parts = (out_leaves, out_def), [[] for _ in out_leaves]
-        for j, o in enumerate(out_leaves):
-            parts[j].append(o.tangent if type(o) is Dual and o.level == level else None)
-        if chunk_size is None and start == 0 and stop < total:  # resize from what we saw
+        for j, t in enumerate(tangents):
+            parts[j].append(t)
+        if chunk_size is None and start == 0:  # resize from what we saw
             k = _chunk(None, total, max(inputs.widest, rules.PEAK[0]), itemsize)
-        if config.progress is not None and (start or stop < total):
+        if config.progress is not None:
             config.progress(stop, total)
         start = stop
-    lanes = [p[0] if len(p) == 1 else _concat_lanes(p, o) for p, o in zip(parts, first[0])]
+    lanes = [_concat_lanes(p, o) for p, o in zip(parts, first[0])]
     return first[0], first[1], lanes
+
+
+def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, stop: int):
+    """One pass over lanes ``start:stop``: the output leaves and structure, and per output
+    leaf its tangent lanes (None where it does not depend on this pass's inputs)."""
+    level = next(_levels)
+    rules.PEAK[0] = 0
+    out_leaves, out_def = flatten(run(inputs.seeds(start, stop), level))
+    tangents = [o.tangent if type(o) is Dual and o.level == level else None for o in out_leaves]
+    return out_leaves, out_def, tangents
 
 
 def _concat_lanes(parts: list[Any], o: Any) -> Any:
@@ -260,12 +284,13 @@ def jacfwd(
     """
 
     def jac_f(*args: Any) -> Any:
+        n = len(args)
         nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         for a in nums:
-            if not -len(args) <= a < len(args):
-                raise ValueError(f"argnums {a} is out of range for {len(args)} positional argument(s)")
-        nums = tuple(a % len(args) for a in nums)
-        wrt = tuple(args[a] for a in nums)
+            if not -n <= a < n:
+                raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
+        nums = tuple([a % n for a in nums])
+        wrt = tuple([args[a] for a in nums])
         leaves, in_def = flatten(wrt)
         inputs = _Inputs(
             [x if _ready(x) else _check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
@@ -287,10 +312,10 @@ def jacfwd(
             return out
 
         out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
-        blocks = []
+        blocks, single = [], isinstance(argnums, int)
         for o, t in zip(out_leaves, lanes):
             per_input = unflatten(in_def, inputs.blocks(t, _primal(o)))
-            blocks.append(per_input[0] if isinstance(argnums, int) else per_input)
+            blocks.append(per_input[0] if single else per_input)
         jac = unflatten(out_def, blocks)
         return (jac, aux_box[0]) if has_aux else jac
 
@@ -346,12 +371,13 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
     blocks = []
     for o, t in zip(out_leaves, lanes):
-        if np.ndim(o) < 1 or np.shape(o)[0] != B:
+        p = _primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
+        if np.ndim(p) < 1 or np.shape(p)[0] != B:
             raise ValueError(
-                f"batch_jacobian: an output has shape {tuple(np.shape(o))}, but every output must "
+                f"batch_jacobian: an output has shape {tuple(np.shape(p))}, but every output must "
                 f"keep the batch axis of size {B} first"
             )
-        (block,) = inputs.blocks(t, _primal(o))
+        (block,) = inputs.blocks(t, p)
         blocks.append(block)
     return unflatten(out_def, blocks)
 

@@ -25,17 +25,34 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
 def _flatten(tree: Any, leaves: list[Any]) -> TreeDef:
     if isinstance(tree, dict):
         keys = list(tree)
-        return (type(tree), keys, [_flatten(tree[k], leaves) for k in keys])
+        return (type(tree), keys, _children([tree[k] for k in keys], leaves))
     if isinstance(tree, (tuple, list)):
-        return (type(tree), None, [_flatten(t, leaves) for t in tree])
+        return (type(tree), None, _children(tree, leaves))
     if tree is None:
         return (type(None), None, [])
     leaves.append(tree)
     return None
 
 
+def _children(items: Any, leaves: list[Any]) -> list[TreeDef]:
+    # Leaves are handled inline, not by a call each: transforms flatten their arguments and
+    # outputs (usually a flat tuple of arrays) on every call, and a call per leaf adds up.
+    defs: list[TreeDef] = []
+    for t in items:
+        if t is None or isinstance(t, (dict, tuple, list)):
+            defs.append(_flatten(t, leaves))
+        else:
+            leaves.append(t)
+            defs.append(None)
+    return defs
+
+
 def unflatten(treedef: TreeDef, leaves: list[Any]) -> Any:
     """Inverse of ``flatten``: rebuild the structure from ``leaves``."""
+    if treedef is not None and (treedef[0] is tuple or treedef[0] is list):
+        children = treedef[2]
+        if len(children) == len(leaves) and not any(children):  # flat (children all None): no walk
+            return treedef[0](leaves)
     it = iter(leaves)
     return _unflatten(treedef, it)
 
@@ -46,7 +63,9 @@ def _unflatten(treedef: TreeDef, it: Any) -> Any:
     kind, keys, children = treedef
     if kind is type(None):
         return None
-    items = [_unflatten(c, it) for c in children]
+    items = [next(it) if c is None else _unflatten(c, it) for c in children]  # no call per leaf
+    if kind is tuple or kind is list:
+        return kind(items)
     if keys is not None:
         return kind(zip(keys, items))
     if hasattr(kind, "_fields"):  # namedtuple

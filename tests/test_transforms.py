@@ -212,3 +212,50 @@ def test_jacobian_dtype_is_the_output_dtype(f, want):
     J = dj.jacfwd(f)(x)
     out, t = dj.jvp(f, (x,), (np.ones(3, np.float32),))
     assert J.dtype == want and out.dtype == want and t.dtype == want
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        (1, 2, 3),
+        [1, (2, None), {"b": 3, "a": [4]}],
+        {"x": (1,), "y": None},
+        None,
+        5,
+        (),
+        [[]],
+        __import__("collections").namedtuple("P", "a b")(1, (2, 3)),
+    ],
+)
+def test_tree_round_trip(tree):
+    from dualjac.tree import flatten, unflatten
+
+    leaves, treedef = flatten(tree)
+    back = unflatten(treedef, leaves)
+    assert back == tree and type(back) is type(tree)
+    if isinstance(tree, list):
+        assert back is not tree  # a new container, never the leaves list itself
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+def test_scalar_inputs_give_0d_array_blocks(chunk):
+    f = lambda x1, x2, x3: (x1 + x2, x3 * x1, x2**3)
+    J = dj.jacobian(f, (np.array(3.0), np.array(4.0), np.array(5.0)), chunk_size=chunk)
+    assert all(type(b) is np.ndarray and b.shape == () for row in J for b in row)
+    assert [[float(b) for b in row] for row in J] == [[1, 1, 0], [5, 0, 3], [0, 48, 0]]
+    J = dj.jacfwd(lambda a, b: a * b.sum(), argnums=(0, 1), chunk_size=chunk)(np.array(2.0), np.ones((2, 2)))
+    assert J[0].shape == () and J[1].shape == (2, 2) and float(J[0]) == 4.0 and (J[1] == 2).all()
+
+
+def test_input_dtypes_promote_like_result_type():
+    f = lambda a, b: a * b
+    ones = lambda dt: np.ones(2, dt)
+    assert dj.jacfwd(f, argnums=(0, 1))(ones(np.float32), ones(np.float64))[0].dtype == np.float64
+    assert dj.jacfwd(f, argnums=(0, 1))(ones(np.float32), ones(np.float32))[0].dtype == np.float32
+    J = dj.jacfwd(f, argnums=(0, 1))(ones(">f8"), ones(">f8"))
+    assert J[0].dtype == np.result_type(np.dtype(">f8"), np.dtype(">f8"))
+
+
+def test_batch_jacobian_names_an_output_without_the_batch_axis():
+    with pytest.raises(ValueError, match=r"has shape \(2, 4\), but every output must keep the batch axis of size 4"):
+        dj.batch_jacobian(lambda x: np.tanh(x).T, np.ones((4, 2)))
