@@ -97,6 +97,8 @@ class _Inputs:
     def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
         self.leaves, self.lead = leaves, lead
         plain = [x if type(x) is not Dual else value(x) for x in leaves]
+        if not plain:
+            raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
         self.xp = array_namespace(*plain)
         dtypes = [p.dtype for p in plain]
         d = dtypes[0] if dtypes else None
@@ -107,18 +109,18 @@ class _Inputs:
         # lane axis: an int for a 0-d leaf (indexing by it drops the axis with no reshape: a
         # scalar-inputs call is mostly this bookkeeping), else a slice whose columns are
         # reshaped to the item shape. One loop, not a comprehension each: ~0.7 us less per call.
-        nlead, batch = len(lead), math.prod(lead)
+        nlead = len(lead)
         self.items, self.sizes, self.where = [], [], []
         total = widest = 0
         for p in plain:
             item, size = p.shape[nlead:], p.size
-            n = size // batch
+            n = math.prod(item)
             self.items.append(item)
             self.sizes.append(n)
             self.where.append(total if item == () else slice(total, total + n))
             total += n
             widest = max(widest, size)
-        self.total, self.widest = total, widest if plain else 1
+        self.total, self.widest = total, max(widest, 1)
 
     def seeds(self, start: int, stop: int) -> list[Any]:
         """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""

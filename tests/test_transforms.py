@@ -259,3 +259,12 @@ def test_input_dtypes_promote_like_result_type():
 def test_batch_jacobian_names_an_output_without_the_batch_axis():
     with pytest.raises(ValueError, match=r"has shape \(2, 4\), but every output must keep the batch axis of size 4"):
         dj.batch_jacobian(lambda x: np.tanh(x).T, np.ones((4, 2)))
+
+
+def test_an_empty_batch_gives_an_empty_stack_of_jacobians():
+    assert dj.batch_jacobian(np.sin, np.ones((0, 3))).shape == (0, 3, 3)
+
+
+def test_nothing_to_differentiate_is_a_clear_error():
+    with pytest.raises(ValueError, match="nothing to differentiate"):
+        dj.jacfwd(lambda p: 1.0)({})
