@@ -376,10 +376,14 @@ def _windows_by_offsets(xp, x, k, stride, dilation, out):
 
 def _cols(xp, x, k, stride, pairs, dilation, groups):
     """im2col: x (B, C, *S) to columns (B, G, C/G * prod(k), P) and the output sizes (P = prod(out))."""
-    nd = len(k)
-    w = _windows(xp, x, k, stride, pairs, dilation)  # (B, C, *out, *k)
+    return _window_cols(xp, _windows(xp, x, k, stride, pairs, dilation), groups)
+
+
+def _window_cols(xp, w, groups):
+    """im2col of ``_windows`` (B, C, *out, *k): columns (B, G, C/G * prod(k), P) and out."""
+    nd = (w.ndim - 2) // 2
     out = w.shape[2 : 2 + nd]
-    B, C = x.shape[:2]
+    B = w.shape[0]
     perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (B, C, *k, *out)
     cols = xp.transpose(w, perm).reshape(B, groups, -1, math.prod(out))
     return cols, out
@@ -416,10 +420,27 @@ def _chan(b, ndim_after):
     return b.reshape(b.shape + (1,) * ndim_after)
 
 
+_COLS_BYTES = 1 << 20  # im2col columns built per GEMM: about 1 MiB, kept in cache
+
+
 def _conv_core(xp, x, w, k, stride, pairs, dilation, groups):
-    """conv of a batched x (B, C, *S) with w (O, C/G, *k): (B, O, *out)."""
-    cols, out = _cols(xp, x, k, stride, pairs, dilation, groups)
-    return _gemm(xp, w, cols, groups, out)
+    """conv of a batched x (B, C, *S) with w (O, C/G, *k): (B, O, *out), in batch chunks
+    whose im2col columns fit in cache (lanes folded into B make the full columns large)."""
+    win = _windows(xp, x, k, stride, pairs, dilation)  # (B, C, *out, *k), a view
+    B = x.shape[0]
+    n = B  # one chunk for Duals (nested transforms): they do not go into a preallocated array
+    if not (_nested(win) or _nested(w)):
+        n = max(1, _COLS_BYTES // max(1, math.prod(win.shape[1:]) * x.dtype.itemsize))
+    y = None
+    for s in range(0, B, n):
+        cols, out = _window_cols(xp, win[s : s + n], groups)
+        part = _gemm(xp, w, cols, groups, out)
+        if n >= B:
+            return part
+        if y is None:
+            y = xp.empty((B,) + tuple(part.shape[1:]), dtype=part.dtype)
+        y[s : s + n] = part
+    return y
 
 
 def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -582,8 +603,8 @@ def _dmax_pool(xp, ans, dx, x, kernel_size, stride=None, padding=0, dilation=1, 
         coord = xp.clip(o * stride[i] - pairs[i][0] + pos * dil[i], 0, L[i] - 1)
         flat = flat * L[i] + coord
     lead = x.shape[: x.ndim - nd]
-    idx = flat.reshape((1, math.prod(lead), -1))
-    g = xp.take_along_axis(dx.reshape((dx.shape[0], math.prod(lead), -1)), idx, axis=-1)
+    flat = flat + math.prod(L) * xp.arange(math.prod(lead)).reshape(lead + (1,) * nd)  # into all of x
+    g = xp.take(dx.reshape((dx.shape[0], -1)), flat.reshape(-1), axis=1)  # one index for every lane
     return g.reshape(dx.shape[:1] + ans.shape)
 
 
