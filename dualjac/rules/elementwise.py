@@ -147,3 +147,6 @@ for _name in (
     "isfinite", "isinf", "isnan",
 ):  # fmt: skip
     defrule(_name, nondiff=True)
+
+# torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent)
+defrule("stop_gradient", primal=lambda xp, x: x, nondiff=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dualjac.rules import apply
 from rule_specs import BINARY, UNARY, Spec
 
 
@@ -111,4 +112,10 @@ SPECS += [
          + np.logical_xor(x, x - 0.5) + np.logical_not(x)
          + np.isfinite(x) + np.isinf(x) + np.isnan(x),
          list(UNARY)),
+]
+
+SPECS += [
+    # stop_gradient: x * sg(x) has derivative sg(x) = x, not 2x (no finite differences: not f's derivative)
+    Spec("stop_gradient", lambda x: x * apply("stop_gradient", x), list(UNARY), torch=lambda x: x * x.detach(),
+         fd=False),
 ]
