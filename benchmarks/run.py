@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import functools
 import gc
 import json
 import os
@@ -44,6 +45,7 @@ WARM_S = 0.3  # warm-up: at least 3 calls, and up to 10 until this much time has
 
 
 # --- the machine and its thread settings ---------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def _openblas() -> Any:
     """NumPy's OpenBLAS, found among the loaded libraries (None if there is none)."""
     try:
@@ -88,7 +90,7 @@ def keep_freed_memory() -> None:
     libc.mallopt(-1, 2**31 - 1)
 
 
-def machine(threads: int, keep: bool) -> dict:
+def machine(keep: bool) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     threads = set_threads(args.threads)
     only = [p.strip() for p in args.only.split(",")] if args.only else None
-    info = machine(threads, args.keep_freed_memory)
+    info = machine(args.keep_freed_memory)
     command = "python -m benchmarks.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     print(f"# {command}\n# {info['cpu']}, {info['cores']} cores; BLAS/torch threads {threads}; numpy "
           f"{info['numpy']}, torch {info.get('torch')}, jax {info.get('jax')}; {info['allocator']}")  # fmt: skip

@@ -15,7 +15,6 @@ path (no implicit conversion to NumPy) is exercised on machines without a GPU.
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -65,6 +64,3 @@ def is_array(x: Any) -> bool:
     t = type(x)
     return (_BY_TYPE.get(t) or _lookup(t)) is not None
 
-
-def is_cupy(xp: Any) -> bool:
-    return isinstance(xp, ModuleType) and xp.__name__ == "cupy"

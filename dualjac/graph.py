@@ -103,6 +103,9 @@ class Graph:
         if len(inputs) != len(self.inputs):
             raise TypeError(f"this graph takes {len(self.inputs)} input(s) {self.inputs}, got {len(inputs)}")
         if params is not None and params is not self.params:
+            unknown = params.keys() - self.params.keys()
+            if unknown:  # a misspelt name would otherwise be ignored: a silently zero Jacobian
+                raise KeyError(f"unknown parameter(s) {sorted(unknown)}; this graph's are {sorted(self.params)}")
             params = {**self.params, **params}
         env = {"input": dict(zip(self.inputs, inputs)), "node": {}, "const": self.constants}
         env["param"] = self.params if params is None else params

@@ -71,8 +71,3 @@ def _unflatten(treedef: TreeDef, it: Any) -> Any:
     if hasattr(kind, "_fields"):  # namedtuple
         return kind(*items)
     return kind(items)
-
-
-def tree_map(f: Any, tree: Any) -> Any:
-    leaves, treedef = flatten(tree)
-    return unflatten(treedef, [f(x) for x in leaves])

@@ -12,7 +12,8 @@ SEED = int(os.environ.get("DUALJAC_TEST_SEED", "20261122"))
 
 @pytest.fixture
 def rng(request):
-    """A generator seeded per test (the seed is in the test id's failure report)."""
+    """A generator seeded from DUALJAC_TEST_SEED (in the report header) and the test's id: rerun a
+    failing test with the same DUALJAC_TEST_SEED to get the same draws."""
     seed = (SEED + zlib.crc32(request.node.nodeid.encode())) % 2**32
     request.node.user_properties.append(("seed", seed))
     return np.random.default_rng(seed)

@@ -268,3 +268,17 @@ def test_an_empty_batch_gives_an_empty_stack_of_jacobians():
 def test_nothing_to_differentiate_is_a_clear_error():
     with pytest.raises(ValueError, match="nothing to differentiate"):
         dj.jacfwd(lambda p: 1.0)({})
+
+
+def test_an_argument_named_twice_in_argnums_is_an_error():
+    with pytest.raises(ValueError, match="twice"):
+        dj.jacfwd(lambda x, y: x * y, argnums=(0, -2))(np.ones(2), np.ones(2))
+
+
+def test_graph_params_with_an_unknown_name_are_an_error():
+    from dualjac.graph import Graph, Node, Ref
+
+    g = Graph(("x",), [Node("y", "matmul", (Ref("input", "x"), Ref("param", "0.weight")))], Ref("node", "y"),
+              params={"0.weight": np.ones((2, 2))})
+    with pytest.raises(KeyError, match="0.weight"):
+        dj.jacfwd(lambda p: g(np.ones(2), params=p))({"weight": np.ones((2, 2))})
