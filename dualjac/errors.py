@@ -32,4 +32,12 @@ class UnsupportedOpError(TypeError):
 
 
 class TangentLossError(TypeError):
-    """A Dual with live tangents was turned into a plain array or Python number."""
+    """A Dual with live tangents was turned into a plain array or Python number.
+
+    >>> import numpy as np, dualjac as dj
+    >>> try:
+    ...     dj.jacfwd(lambda x: np.asarray(x) * 2)(np.ones(2))
+    ... except dj.TangentLossError as e:
+    ...     print("derivative" in str(e))
+    True
+    """

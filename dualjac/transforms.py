@@ -39,7 +39,16 @@ class Config:
 
     ``tangent_bytes``: memory budget for one tangent array, which sets the default
     ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
-    after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar."""
+    after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar.
+
+    >>> import numpy as np, dualjac as dj
+    >>> seen = []
+    >>> dj.config.tangent_bytes, dj.config.progress = 3 * 8, lambda done, total: seen.append(done)
+    >>> J = dj.jacfwd(np.sin)(np.zeros(6))     # a lane is 6 float64 values: one lane per pass
+    >>> seen
+    [1, 2, 3, 4, 5, 6]
+    >>> dj.config.tangent_bytes, dj.config.progress = 256 << 20, None   # the defaults
+    """
 
     tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
