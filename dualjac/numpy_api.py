@@ -176,7 +176,7 @@ def astype(x: Any, dtype: Any) -> Any:
 
 def _moveaxis(a, source, destination):
     nd = np.ndim(a)
-    src, dst = _axes(source, nd), _axes(destination, nd)
+    src, dst = _pos_axes(source, nd), _pos_axes(destination, nd)
     if len(src) != len(dst):
         raise ValueError("`source` and `destination` arguments must have the same number of elements")
     order = [n for n in range(nd) if n not in src]
@@ -185,7 +185,8 @@ def _moveaxis(a, source, destination):
     return transpose(a, order)
 
 
-def _axes(axis, nd):
+def _pos_axes(axis, nd):
+    """``axis`` (int or sequence) as a tuple of nonnegative axes (``rules.neg_axes`` is the negative form)."""
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     for a in axis:
         if not -nd <= a < nd:
@@ -195,7 +196,7 @@ def _axes(axis, nd):
 
 def _swapaxes(a, axis1, axis2):
     order = list(range(np.ndim(a)))
-    i, j = _axes((axis1, axis2), len(order))
+    i, j = _pos_axes((axis1, axis2), len(order))
     order[i], order[j] = order[j], order[i]
     return transpose(a, order)
 
@@ -203,7 +204,7 @@ def _swapaxes(a, axis1, axis2):
 def _expand_dims(a, axis):
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     nd = np.ndim(a) + len(axis)
-    axis = set(_axes(axis, nd))
+    axis = set(_pos_axes(axis, nd))
     it = iter(np.shape(a))
     return reshape(a, tuple(1 if i in axis else next(it) for i in range(nd)))
 
@@ -212,7 +213,7 @@ def _squeeze(a, axis=None):
     shape = np.shape(a)
     if axis is None:
         axis = tuple(i for i, n in enumerate(shape) if n == 1)
-    axis = set(_axes(axis, len(shape)))
+    axis = set(_pos_axes(axis, len(shape)))
     if any(shape[i] != 1 for i in axis):
         raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
     return reshape(a, tuple(n for i, n in enumerate(shape) if i not in axis))
@@ -233,7 +234,7 @@ _atleast_3d = _atleast(3, lambda s: {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1
 
 def _flip(m, axis=None):
     nd = np.ndim(m)
-    axes = set(range(nd)) if axis is None else set(_axes(axis, nd))
+    axes = set(range(nd)) if axis is None else set(_pos_axes(axis, nd))
     return getitem(m, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(nd)))
 
 
@@ -248,7 +249,7 @@ def _split(ary, indices_or_sections, axis=0, *, strict=True):
         bounds = np.cumsum([0] + sizes).tolist()
     else:
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
-    pre = (slice(None),) * _axes(axis, np.ndim(ary))[0]
+    pre = (slice(None),) * _pos_axes(axis, np.ndim(ary))[0]
     return [getitem(ary, pre + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -284,11 +285,27 @@ def _take(a, indices, axis=None, out=None, mode="raise"):
     return apply("take", a, indices=indices, axis=axis)
 
 
-def _einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
+def _einsum(subscripts, *operands, out=None, optimize=False, dtype=None, **kwargs):
     _reject_out("einsum", out)
+    _no_kwargs("einsum", kwargs)
     if not isinstance(subscripts, str):
         raise UnsupportedOpError("einsum in interleaved form", "use the string form 'ij,jk->ik'")
+    if dtype is not None:  # computed in dtype: the operands cast first
+        operands = tuple(astype(o, dtype) for o in operands)
     return apply("einsum", *operands, subscripts=subscripts)
+
+
+def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _reject_out("trace", out)
+    if dtype is not None:
+        a = astype(a, dtype)
+    return apply("trace", a, offset=offset, axis1=axis1, axis2=axis2)
+
+
+def _pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
+    # the cutoffs shape the primal; the rule's derivative holds where the rank is locally constant
+    rtol = None if rtol is np._NoValue else rtol
+    return apply("pinv", a, hermitian=hermitian, rcond=rcond, rtol=rtol)
 
 
 def _reduction(name: str, *extra: str):
@@ -375,9 +392,7 @@ FUNCTIONS: dict[Callable[..., Any], str | Callable[..., Any]] = {
     np.outer: lambda a, b, out=None: (_reject_out("outer", out), apply("outer", a, b))[1],
     np.tensordot: lambda a, b, axes=2: apply("tensordot", a, b, axes=axes),
     np.einsum: _einsum,
-    np.trace: lambda a, offset=0, axis1=0, axis2=1, dtype=None, out=None: apply(
-        "trace", a, offset=offset, axis1=axis1, axis2=axis2
-    ),
+    np.trace: _trace,
     np.diagonal: lambda a, offset=0, axis1=0, axis2=1: apply(
         "diagonal", a, offset=offset, axis1=axis1, axis2=axis2
     ),
@@ -385,7 +400,7 @@ FUNCTIONS: dict[Callable[..., Any], str | Callable[..., Any]] = {
     np.linalg.inv: lambda a: apply("inv", a),
     np.linalg.det: lambda a: apply("det", a),
     np.linalg.slogdet: lambda a: apply("slogdet", a),
-    np.linalg.pinv: lambda a, rcond=None, hermitian=False, **kw: apply("pinv", a, hermitian=hermitian),
+    np.linalg.pinv: _pinv,
     np.linalg.cholesky: lambda a, upper=False: apply("cholesky", a, upper=upper),
     np.linalg.matmul: lambda a, b: apply("matmul", a, b),
     np.tril: lambda m, k=0: apply("tril", m, k=k),

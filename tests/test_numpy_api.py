@@ -166,3 +166,40 @@ def test_float32_is_preserved_end_to_end(rng):
     f = lambda x: np.tanh(x @ W) * 2.0 + np.exp(-(x[:, :2] ** 2))
     assert dj.batch_jacobian(f, x).dtype == np.float32
     assert dj.jacfwd(f)(x).dtype == np.float32
+
+
+# --- keyword arguments are honoured or refused, never dropped ---------------------------------
+def test_pinv_passes_rcond_and_rtol_to_the_primal():
+    u, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
+    v, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))
+    s = np.array([3.0, 2.0, 1e-3])
+    a = (u * s) @ v.T  # the smallest singular value is cut by rcond=rtol=1e-2, not by the default
+    # along a perturbation of the singular values the rank stays 2 under the cutoff: the derivative exists
+    ds = np.array([0.5, -1.0, 0.3])
+    da = (u * ds) @ v.T
+    for kw in ({"rcond": 1e-2}, {"rtol": 1e-2}):
+        want = np.linalg.pinv(a, **kw)
+        assert not np.allclose(want, np.linalg.pinv(a))
+        out, t = dj.jvp(lambda x, kw=kw: np.linalg.pinv(x, **kw), (a,), (da,))
+        np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+        h = 1e-6
+        fd = (np.linalg.pinv(a + h * da, **kw) - np.linalg.pinv(a - h * da, **kw)) / (2 * h)
+        np.testing.assert_allclose(t, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_trace_honours_dtype_and_refuses_out():
+    x = _dual(np.arange(9.0).reshape(3, 3))
+    with pytest.raises(UnsupportedOpError, match="trace with out="):
+        np.trace(x, out=np.zeros(()))
+    y = np.trace(x.astype(np.float64), dtype=np.float32)
+    assert y.dtype == np.float32 and y.tangent.dtype == np.float32
+    assert float(y.primal) == 12.0 and y.tangent.tolist() == [3.0, 3.0]
+
+
+def test_einsum_honours_dtype_and_refuses_other_keywords():
+    x = _dual(np.arange(6.0).reshape(2, 3))
+    y = np.einsum("ij->i", x, dtype=np.float32)
+    assert y.dtype == np.float32 and y.tangent.dtype == np.float32
+    np.testing.assert_array_equal(y.primal, [3.0, 12.0])
+    with pytest.raises(UnsupportedOpError, match="einsum with order="):
+        np.einsum("ij->i", x, order="F")

@@ -97,6 +97,21 @@ def lanes_to_rank(dx: Any, ndim: int) -> Any:
     return dx.reshape((dx.shape[0],) + (1,) * missing + tuple(dx.shape[1:]))
 
 
+def as_dtype(ans: Any, w: Any) -> Any:
+    """A weight or mask (bool or float64) cast to the result's dtype, so float32 stays float32."""
+    return w.astype(ans.dtype)
+
+
+def sum_parts(parts: Any) -> Any:
+    """The sum of a rule's tangent contributions, skipping None (a constant argument's symbolic
+    zero); None when every part is None."""
+    out = None
+    for p in parts:
+        if p is not None:
+            out = p if out is None else out + p
+    return out
+
+
 def neg_axis(axis: int, ndim: int) -> int:
     """``axis`` as a negative index, so it names the same axis of primal and tangent."""
     if not -ndim <= axis < ndim:

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import math
 
-from . import defrule
-
-
-def _dtype_like(ans, w):
-    """Cast a weight (bool or float64 mask) to the result dtype, so float32 stays float32."""
-    return w.astype(ans.dtype)
+from . import as_dtype, defrule
 
 
 def _dpow_dx(xp, x, y):
@@ -118,25 +113,25 @@ _elementwise("fabs", lambda xp, ans, dx, x: xp.sign(x) * dx)
 # maximum/minimum: the larger (smaller) argument takes the tangent; a tie splits it 1/2 : 1/2
 _elementwise(
     "maximum",
-    lambda xp, ans, dx, x, y: _dtype_like(ans, (x > y) + 0.5 * (x == y)) * dx,
-    lambda xp, ans, dy, x, y: _dtype_like(ans, (x < y) + 0.5 * (x == y)) * dy,
+    lambda xp, ans, dx, x, y: as_dtype(ans, (x > y) + 0.5 * (x == y)) * dx,
+    lambda xp, ans, dy, x, y: as_dtype(ans, (x < y) + 0.5 * (x == y)) * dy,
 )
 _elementwise(
     "minimum",
-    lambda xp, ans, dx, x, y: _dtype_like(ans, (x < y) + 0.5 * (x == y)) * dx,
-    lambda xp, ans, dy, x, y: _dtype_like(ans, (x > y) + 0.5 * (x == y)) * dy,
+    lambda xp, ans, dx, x, y: as_dtype(ans, (x < y) + 0.5 * (x == y)) * dx,
+    lambda xp, ans, dy, x, y: as_dtype(ans, (x > y) + 0.5 * (x == y)) * dy,
 )
 # fmax/fmin ignore NaN: x takes the tangent where it wins or y is NaN. Ties follow torch,
 # which (asymmetrically) gives fmax's tie to y and fmin's tie to x.
 _elementwise(
     "fmax",
-    lambda xp, ans, dx, x, y: _dtype_like(ans, (x > y) | xp.isnan(y)) * dx,
-    lambda xp, ans, dy, x, y: _dtype_like(ans, ~((x > y) | xp.isnan(y))) * dy,
+    lambda xp, ans, dx, x, y: as_dtype(ans, (x > y) | xp.isnan(y)) * dx,
+    lambda xp, ans, dy, x, y: as_dtype(ans, ~((x > y) | xp.isnan(y))) * dy,
 )
 _elementwise(
     "fmin",
-    lambda xp, ans, dx, x, y: _dtype_like(ans, (x <= y) | xp.isnan(y)) * dx,
-    lambda xp, ans, dy, x, y: _dtype_like(ans, ~((x <= y) | xp.isnan(y))) * dy,
+    lambda xp, ans, dx, x, y: as_dtype(ans, (x <= y) | xp.isnan(y)) * dx,
+    lambda xp, ans, dy, x, y: as_dtype(ans, ~((x <= y) | xp.isnan(y))) * dy,
 )
 
 # --- piecewise constant: the result is a plain array (a symbolic zero tangent) ------------

@@ -16,7 +16,9 @@ Formulas (``X = f(A)``; every one is applied lane by lane):
 * ``inv``: ``dX = -X dA X``.
 * ``solve`` (``A X = B``): ``dX = A^{-1} (dB - dA X)``, one batched solve for all lanes.
 * ``det``: ``d det = tr(adj(A) dA)``, with the adjugate from an SVD, so singular A is exact too
-  (``adj(A) = det(U) det(V) V adj(S) U^T``, ``adj(S)_i = prod_{j != i} s_j``).
+  (``adj(A) = det(U) det(V) V adj(S) U^T``, ``adj(S)_i = prod_{j != i} s_j``). Under nested
+  transforms (``dj.hessian``, A a lower-level Dual) svd has no rule, so the adjugate is
+  ``det(A) A^{-1}`` there: second derivatives of det need an invertible A.
 * ``slogdet``: ``d logabsdet = tr(A^{-1} dA)``; ``sign`` is piecewise constant. A singular A
   (logabsdet = -inf) has no derivative: ``inv`` raises or returns non-finite values there.
 * ``cholesky`` (``A = L L^T``): ``dL = L Phi(L^{-1} dA L^{-T})``, Phi keeping the lower
@@ -27,8 +29,10 @@ Formulas (``X = f(A)``; every one is applied lane by lane):
   ``dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P``. It is the derivative where the
   rank of A is locally constant (full-rank A, the usual case). At a rank-deficient A, np.linalg.pinv
   (which cuts singular values below rcond) is not differentiable; the formula then gives the
-  derivative along rank-preserving perturbations. ``hermitian=True`` uses the same formula (its
-  primal reads one triangle, so, as with cholesky, dA is taken to be symmetric).
+  derivative along rank-preserving perturbations. ``rcond``/``rtol`` go to the primal: the formula
+  is exact where the singular values they cut are zero (the rank is locally constant); where they
+  cut nonzero singular values it omits the coupling to the cut ones. ``hermitian=True`` uses the
+  same formula (its primal reads one triangle, so, as with cholesky, dA is taken to be symmetric).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from __future__ import annotations
 import numbers
 import string
 
-from . import defrule, lanes_to_rank, neg_axis
+from ..dual import Dual
+from . import defrule, lanes_to_rank, neg_axis, sum_parts
 
 
 def _ndim(v):
@@ -146,26 +151,20 @@ def _contract(xp, ts, a, b, axes_a, axes_b):
     """Tangent of ``tensordot(a, b, (axes_a, axes_b))``: one GEMM per differentiated operand,
     the lanes riding in a free dimension."""
     da, db = ts
-    out = None
+    ta = tb = None
     if da is not None:  # (K, a_free, b_free)
-        out = xp.tensordot(da, b, axes=([i + 1 for i in axes_a], axes_b))
+        ta = xp.tensordot(da, b, axes=([i + 1 for i in axes_a], axes_b))
     if db is not None:  # (a_free, K, b_free) -> (K, a_free, b_free)
-        t = xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b]))
-        t = xp.moveaxis(t, _ndim(a) - len(axes_a), 0)
-        out = t if out is None else out + t
-    return out
+        tb = xp.moveaxis(xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b])), _ndim(a) - len(axes_a), 0)
+    return sum_parts((ta, tb))
 
 
 def _scaled(xp, ans, ts, a, b):
     """Tangent of ``a * b`` where one of them is 0-d (dot, inner with a scalar)."""
     da, db = ts
-    out = None
-    if da is not None:
-        out = lanes_to_rank(da, ans.ndim) * b
-    if db is not None:
-        t = a * lanes_to_rank(db, ans.ndim)
-        out = t if out is None else out + t
-    return out
+    ta = None if da is None else lanes_to_rank(da, ans.ndim) * b
+    tb = None if db is None else a * lanes_to_rank(db, ans.ndim)
+    return sum_parts((ta, tb))
 
 
 def _dot_joint(xp, ans, ts, a, b):
@@ -190,25 +189,17 @@ def _tensordot_joint(xp, ans, ts, a, b, axes=2):
 def _vdot_joint(xp, ans, ts, a, b):
     # vdot(a, b) = sum(a.ravel() * b.ravel()) (real inputs)
     da, db = ts
-    out = None
-    if da is not None:
-        out = da.reshape(da.shape[0], -1) @ _flat(xp, b)
-    if db is not None:
-        t = db.reshape(db.shape[0], -1) @ _flat(xp, a)
-        out = t if out is None else out + t
-    return out
+    ta = None if da is None else da.reshape(da.shape[0], -1) @ _flat(xp, b)
+    tb = None if db is None else db.reshape(db.shape[0], -1) @ _flat(xp, a)
+    return sum_parts((ta, tb))
 
 
 def _outer_joint(xp, ans, ts, a, b):
     # outer(a, b)[i, j] = a.ravel()[i] * b.ravel()[j]
     da, db = ts
-    out = None
-    if da is not None:
-        out = da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
-    if db is not None:
-        t = _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
-        out = t if out is None else out + t
-    return out
+    ta = None if da is None else da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
+    tb = None if db is None else _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
+    return sum_parts((ta, tb))
 
 
 defrule("dot", joint=_dot_joint)
@@ -342,6 +333,8 @@ def _adjugate_t(xp, a):
 
 def _det_dx(xp, ans, da, a):
     # d det(A) = tr(adj(A) dA) = sum_ij adj(A)^T_ij dA_ij  (= det(A) tr(A^{-1} dA) when invertible)
+    if type(a) is Dual:  # nested transforms (dj.hessian): svd has no rule, inv and det have
+        return _frobenius(xp, da, ans[..., None, None] * _mT(xp.linalg.inv(a)))
     return _frobenius(xp, da, _adjugate_t(xp, a))
 
 
@@ -361,8 +354,9 @@ def _cholesky_dx(xp, ans, da, a, upper=False):
     return _mT(dl) if upper else dl
 
 
-def _pinv_dx(xp, ans, da, a, hermitian=False):
-    # Golub-Pereyra, P = A^+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
+def _pinv_dx(xp, ans, da, a, hermitian=False, rcond=None, rtol=None):
+    # Golub-Pereyra, P = A^+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P.
+    # hermitian, rcond and rtol only shape the primal P (already in ``ans``); the formula is the same.
     p = ans
     m, n = a.shape[-2], a.shape[-1]
     dat = _mT(da)
@@ -377,13 +371,14 @@ def _cholesky_primal(xp, a, upper=False):
     return _mT(xp.linalg.cholesky(_mT(a))) if upper else xp.linalg.cholesky(a)
 
 
-def _pinv_primal(xp, a, hermitian=False):
+def _pinv_primal(xp, a, hermitian=False, rcond=None, rtol=None):
+    cut = {k: v for k, v in (("rcond", rcond), ("rtol", rtol)) if v is not None}  # CuPy has rcond only
     if not hermitian:
-        return xp.linalg.pinv(a)
+        return xp.linalg.pinv(a, **cut)
     try:
-        return xp.linalg.pinv(a, hermitian=True)
+        return xp.linalg.pinv(a, hermitian=True, **cut)
     except TypeError:  # CuPy has no hermitian=: the general pinv agrees on a symmetric matrix
-        return xp.linalg.pinv(a)
+        return xp.linalg.pinv(a, **cut)
 
 
 defrule("solve", primal=lambda xp, a, b: xp.linalg.solve(a, b), joint=_solve_joint)

@@ -12,8 +12,10 @@ torch's conventions (as ``torch.func.jvp`` computes them) so that
 * ``max_pool`` gathers the tangent at the first maximum of each window (row-major).
 
 Layers are linear (or bilinear) maps, so their tangents are the same maps applied to
-tangents. Convolution and pooling fold the lane axis into the batch axis, so all K
-lanes go through one im2col GEMM (``sliding_window_view`` + ``matmul``).
+tangents. Convolution and pooling fold the lane axis into the batch axis, so the K lanes
+are never looped over: convolution runs an im2col GEMM (``sliding_window_view`` +
+``matmul``) per batch chunk whose columns fit in cache (``_conv_core``), and pooling sums
+window slabs (average) or gathers with ``take`` (max).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import defrule, lanes_to_rank, neg_axes, neg_axis
+from . import as_dtype, defrule, lanes_to_rank, neg_axes, neg_axis, sum_parts
 
 SQRT1_2 = math.sqrt(0.5)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -39,9 +42,10 @@ def _act(name, primal, d):
     )
 
 
-def _mask(ans, m):
-    """A boolean mask as 0/1 in the result's dtype (float32 stays float32)."""
-    return m.astype(ans.dtype)
+def _sum_parts(xp, ans, parts):
+    """The summed contributions, broadcast to the lane-carrying result shape ``(K, *ans.shape)``."""
+    out = sum_parts(parts)
+    return xp.broadcast_to(out, out.shape[:1] + ans.shape)
 
 
 # --- erf / erfc (W. J. Cody's rational approximations, ~1e-16 relative in float64) ------
@@ -105,7 +109,7 @@ def _softplus0(xp, x):
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-_act("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, ans, x: _mask(ans, x > 0))
+_act("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, ans, x: as_dtype(ans, x > 0))
 _act(
     "leaky_relu",
     lambda xp, x, negative_slope=0.01: xp.where(x > 0, x, negative_slope * x),
@@ -176,18 +180,18 @@ _act(
 _act(
     "hardtanh",
     lambda xp, x, min_val=-1.0, max_val=1.0: xp.clip(x, min_val, max_val),
-    lambda xp, ans, x, min_val=-1.0, max_val=1.0: _mask(ans, (x > min_val) & (x < max_val)),
+    lambda xp, ans, x, min_val=-1.0, max_val=1.0: as_dtype(ans, (x > min_val) & (x < max_val)),
 )
 # hardswish = x relu6(x + 3) / 6: derivative relu6(x + 3)/6 + x/6 on (-3, 3)
 _act(
     "hardswish",
     lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
-    lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + _mask(ans, (x > -3) & (x < 3)) * x / 6,
+    lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + as_dtype(ans, (x > -3) & (x < 3)) * x / 6,
 )
 _act(
     "hardsigmoid",
     lambda xp, x: xp.clip(x + 3, 0, 6) / 6,
-    lambda xp, ans, x: _mask(ans, (x > -3) & (x < 3)) / 6,
+    lambda xp, ans, x: as_dtype(ans, (x > -3) & (x < 3)) / 6,
 )
 _act("softsign", lambda xp, x: x / (1 + xp.abs(x)), lambda xp, ans, x: 1 / ((1 + xp.abs(x)) * (1 + xp.abs(x))))
 _act("tanhshrink", lambda xp, x: x - xp.tanh(x), lambda xp, ans, x: xp.tanh(x) ** 2)
@@ -225,8 +229,7 @@ def _logsumexp(xp, x, axis=None, keepdims=False):
 
 
 def _softmax(xp, x, axis=-1):
-    e = xp.exp(x - _logsumexp(xp, x, axis=axis, keepdims=True))
-    return e
+    return xp.exp(x - _logsumexp(xp, x, axis=axis, keepdims=True))
 
 
 # d softmax = s * (dx - sum(s * dx)); d log_softmax = dx - sum(s * dx); d logsumexp = sum(s * dx)
@@ -265,14 +268,14 @@ def _linear(xp, x, w, b=None):
 def _linear_joint(xp, ans, ts, x, w, b=None):
     dx, dw, db = (list(ts) + [None])[:3]
     K = next(t for t in ts if t is not None).shape[0]
-    out = None if dx is None else _lin(xp, dx, w)  # lanes folded into the rows
+    parts = []
+    if dx is not None:  # lanes folded into the rows
+        parts.append(_lin(xp, dx, w))
     if dw is not None:  # x @ dw[k].T for every lane k
-        t = xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape((K,) + ans.shape)
-        out = t if out is None else out + t
+        parts.append(xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape((K,) + ans.shape))
     if db is not None:
-        t = lanes_to_rank(db, ans.ndim)
-        out = t if out is None else out + t
-    return xp.broadcast_to(out, (K,) + ans.shape)
+        parts.append(lanes_to_rank(db, ans.ndim))
+    return _sum_parts(xp, ans, parts)
 
 
 defrule("linear", primal=_linear, joint=_linear_joint)
@@ -302,10 +305,7 @@ def _bilinear_joint(xp, ans, ts, x1, x2, w, b=None):
         parts.append(_bil(xp, x1, dw.reshape((K,) + (1,) * (nd - 1) + dw.shape[1:]), x2))
     if db is not None:
         parts.append(lanes_to_rank(db, nd))
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return xp.broadcast_to(out, (K,) + ans.shape)
+    return _sum_parts(xp, ans, parts)
 
 
 defrule("bilinear", primal=_bilinear, joint=_bilinear_joint)
@@ -354,7 +354,7 @@ def _windows(xp, x, k, stride, pairs, dilation, value=0.0, out=None):
 
 def _nested(x):
     """Whether x is a lower-level Dual (nested transforms), which only NumPy functions reach."""
-    return getattr(type(x), "_dualjac_dispatches_through_numpy", False)
+    return type(x) is Dual
 
 
 def _slabs(x, k, stride, dilation, out):
@@ -457,18 +457,16 @@ def _conv_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, grou
     K = next(t for t in ts if t is not None).shape[0]
     k, stride, pairs, dilation = _conv_params(x, w, stride, padding, dilation)
     xb = x if x.ndim == w.ndim else x[None]
-    out = None
-    if dx is not None:  # lanes folded into the batch: one GEMM for all K lanes
+    parts = []
+    if dx is not None:  # lanes folded into the batch, which _conv_core runs in cache-sized chunks
         dxb = dx.reshape((-1,) + xb.shape[1:])
-        out = _conv_core(xp, dxb, w, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape)
+        parts.append(_conv_core(xp, dxb, w, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape))
     if dw is not None:  # K weights against the one set of columns of x
         cols, osz = _cols(xp, xb, k, stride, pairs, dilation, groups)
-        t = _gemm(xp, dw, cols, groups, osz).reshape((K,) + ans.shape)
-        out = t if out is None else out + t
+        parts.append(_gemm(xp, dw, cols, groups, osz).reshape((K,) + ans.shape))
     if db is not None:
-        t = lanes_to_rank(_chan(db, w.ndim - 2), ans.ndim)
-        out = t if out is None else out + t
-    return xp.broadcast_to(out, (K,) + ans.shape)
+        parts.append(lanes_to_rank(_chan(db, w.ndim - 2), ans.ndim))
+    return _sum_parts(xp, ans, parts)
 
 
 defrule("conv", primal=_conv, joint=_conv_joint)
@@ -537,19 +535,17 @@ def _conv_transpose_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, output
     k, stride, pairs, dilation = _convt_params(x, w, stride, padding, output_padding, dilation)
     xb = x if x.ndim == w.ndim else x[None]
     ones = (1,) * nd
-    out = None
+    parts = []
     if dx is not None:
         dxb = dx.reshape((-1,) + xb.shape[1:])
         wf = _flip_weight(xp, w, groups, nd)
-        out = _conv_transpose_core(xp, dxb, wf, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape)
+        parts.append(_conv_transpose_core(xp, dxb, wf, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape))
     if dw is not None:
         cols, osz = _cols(xp, _spread(xp, xb, stride), k, ones, pairs, dilation, groups)
-        t = _gemm(xp, _flip_weight(xp, dw, groups, nd), cols, groups, osz).reshape((K,) + ans.shape)
-        out = t if out is None else out + t
+        parts.append(_gemm(xp, _flip_weight(xp, dw, groups, nd), cols, groups, osz).reshape((K,) + ans.shape))
     if db is not None:
-        t = lanes_to_rank(_chan(db, nd), ans.ndim)
-        out = t if out is None else out + t
-    return xp.broadcast_to(out, (K,) + ans.shape)
+        parts.append(lanes_to_rank(_chan(db, nd), ans.ndim))
+    return _sum_parts(xp, ans, parts)
 
 
 defrule("conv_transpose", primal=_conv_transpose, joint=_conv_transpose_joint)
@@ -666,13 +662,6 @@ defrule(
 
 
 # --- normalisation ---------------------------------------------------------------------------
-def _sum_parts(xp, ans, parts):
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return xp.broadcast_to(out, out.shape[:1] + ans.shape)
-
-
 def _bn_shape(v, ndim):
     """A (C,) per-channel vector broadcasting along axis 1 of an ``ndim``-array."""
     return v.reshape((v.shape[-1],) + (1,) * (ndim - 2)) if ndim > 1 else v

@@ -14,13 +14,16 @@ Kinks and zeros follow torch's forward AD (``torch.func.jvp``), so that
 * ``prod`` and ``cumprod`` are exact with one or several zeros in ``x``.
 * ``std`` at zero variance has tangent 0 (torch's choice; the limit does not exist).
 * ``norm``: the tangent at a zero vector is 0 (a subgradient), and entries equal to 0
-  contribute 0 for every ``ord`` (torch's convention, also for ``ord < 1``).
+  contribute 0 for every ``ord`` (torch's convention, also for ``ord < 1``). The matrix norms
+  ``ord=2, -2, 'nuc'`` go through an SVD, which has no rule: they have first derivatives only
+  (under ``dj.hessian`` they raise UnsupportedOpError).
 """
 
 from __future__ import annotations
 
 import math
 
+from ..dual import Dual
 from ..errors import UnsupportedOpError
 from . import defrule, neg_axes, neg_axis
 
@@ -91,7 +94,7 @@ defrule("prod", jvp=(_prod_jvp,))
 
 
 # --- max and min -------------------------------------------------------------------------
-def _split_evenly(xp, ans, dx, x, hit, ax):
+def _split_evenly(xp, ans, dx, hit, ax):
     """``dx`` averaged over the positions ``hit`` of each reduced slice (torch's tie rule)."""
     w = hit / xp.sum(hit, axis=ax, keepdims=True)
     return _out(xp, ans, xp.sum(w.astype(ans.dtype) * dx, axis=ax, keepdims=True))
@@ -100,7 +103,7 @@ def _split_evenly(xp, ans, dx, x, hit, ax):
 def _extremum_jvp(xp, ans, dx, x, axis=None, keepdims=False):
     # the tangent of the extremum, shared evenly among ties (a NaN result gets a NaN tangent, as in torch)
     ax = _axes(axis, x.ndim)
-    return _split_evenly(xp, ans, dx, x, x == _kept(xp, ans, x, ax), ax)
+    return _split_evenly(xp, ans, dx, x == _kept(xp, ans, x, ax), ax)
 
 
 defrule("amax", jvp=(_extremum_jvp,))
@@ -108,7 +111,7 @@ defrule("amin", jvp=(_extremum_jvp,))
 
 
 # --- variance and standard deviation -------------------------------------------------------
-def _var_dot(xp, ans, dx, x, axis, ddof):
+def _var_dot(xp, dx, x, axis, ddof):
     """``sum((x - mean) dx) / (n - ddof)`` over ``axis``, kept dims (the mean's own tangent drops
     out since ``sum(x - mean) = 0``)."""
     ax = _axes(axis, x.ndim)
@@ -118,13 +121,13 @@ def _var_dot(xp, ans, dx, x, axis, ddof):
 
 def _var_jvp(xp, ans, dx, x, axis=None, keepdims=False, ddof=0):
     # var = sum((x - mean)^2) / (n - ddof): d var = 2 sum((x - mean) dx) / (n - ddof)
-    return _out(xp, ans, 2 * _var_dot(xp, ans, dx, x, axis, ddof))
+    return _out(xp, ans, 2 * _var_dot(xp, dx, x, axis, ddof))
 
 
 def _std_jvp(xp, ans, dx, x, axis=None, keepdims=False, ddof=0):
     # d std = d var / (2 std), and 0 where std = 0 (torch's convention)
     s = _kept(xp, ans, x, _axes(axis, x.ndim))
-    return _out(xp, ans, xp.where(s == 0, 0, _var_dot(xp, ans, dx, x, axis, ddof) / _safe(xp, s)))
+    return _out(xp, ans, xp.where(s == 0, 0, _var_dot(xp, dx, x, axis, ddof) / _safe(xp, s)))
 
 
 defrule("var", jvp=(_var_jvp,))
@@ -143,6 +146,8 @@ def _cumprod_jvp(xp, ans, dx, x, axis):
     #           factor x_z = 0; a second zero at or before k makes the second product 0)
     a = neg_axis(axis, x.ndim)
     xm, dxm, y = xp.moveaxis(x, a, -1), xp.moveaxis(dx, a, -1), xp.moveaxis(ans, a, -1)
+    if type(x) is Dual:  # nested transforms: the zero masks below would hide x_z's own derivative
+        return xp.moveaxis(_cumprod_poly(xp, xm, dxm), -1, a)
     zero = xm == 0
     seen = xp.cumsum(zero, axis=-1)
     before = seen == 0  # k < z
@@ -152,6 +157,18 @@ def _cumprod_jvp(xp, ans, dx, x, axis):
     rest = xp.cumprod(xp.where(before | first, 1, xm), axis=-1)  # prod_{z<j<=k} x_j
     tail = xp.where(before, 0, rest * at_zero)
     return xp.moveaxis((lead + tail).astype(ans.dtype, copy=False), -1, a)
+
+
+def _cumprod_poly(xp, xm, dxm):
+    """``dy_k = sum_{i<=k} prod_{j<i} x_j prod_{i<j<=k} x_j dx_i`` along the last axis: a polynomial
+    in x (no masks that depend on zeros of x), so it differentiates again; O(n^2) per row."""
+    n = xm.shape[-1]
+    idx = xp.arange(n)
+    later = idx[:, None] < idx[None, :]  # [i, j]: j > i
+    after = xp.cumprod(xp.where(later, xm.reshape(xm.shape[:-1] + (1, n)), 1), axis=-1)  # [i, k]: prod_{i<j<=k}
+    before = _exclusive_cumprod(xp, xm)  # [i]: prod_{j<i} x_j
+    w = xp.where(idx[:, None] <= idx[None, :], before.reshape(before.shape + (1,)) * after, 0)  # [i, k], i <= k
+    return xp.sum(w * dxm.reshape(dxm.shape + (1,)), axis=-2)
 
 
 defrule("cumsum", primal=lambda xp, x, axis: xp.cumsum(x, axis=axis), jvp=(_cumsum_jvp,))
@@ -189,6 +206,13 @@ def _matrix_weight(xp, x, n, ord, row, col):
     if ord in (2, -2, "nuc"):
         # with x = U diag(s) V^T: d s_i = u_i^T dx v_i, so the weight is u_i v_i^T (summed over
         # i for the nuclear norm); the tangent is undefined where the singular value is repeated
+        if type(x) is Dual:  # nested transforms: the weight's own derivative needs svd's
+            raise UnsupportedOpError(
+                f"second derivatives of norm(ord={ord!r})",
+                "the matrix norms ord=2, -2 and 'nuc' differentiate through an SVD, which has no "
+                "forward-mode rule, so they have first derivatives only (jacfwd, jvp), not under nested "
+                "transforms (hessian); use ord='fro' or ord=None there",
+            )
         u, _, vh = xp.linalg.svd(xp.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
         if ord == "nuc":
             w = u @ vh

@@ -29,7 +29,8 @@ def _flat(dx):
 
 
 def _select(xp, ans, mask, d):
-    """``d`` where ``mask``, else 0, in the result's dtype (a float32 tangent stays float32)."""
+    """``d`` where ``mask``, else 0, in the result's dtype (a float32 tangent stays float32). A select,
+    not ``as_dtype(ans, mask) * d``: an inf or NaN tangent where the mask is off must give 0, not NaN."""
     return xp.where(mask, d, xp.zeros((), dtype=ans.dtype))
 
 
