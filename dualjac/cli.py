@@ -118,6 +118,8 @@ def _check(args: argparse.Namespace) -> int:
             atol=args.atol,
             chunk_size=args.chunk_size,
         )
+    except ValueError as e:  # check's argument checks (--batched with --wrt params, ...): a usage error
+        raise _UsageError(str(e)) from None
     finally:
         transforms.config.progress = None
     print(report)

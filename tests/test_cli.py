@@ -37,6 +37,7 @@ def test_check_exits_1_on_a_mismatch(capsys):
         (["check", "no_colon", "--input-shape", "2,6"], "MODULE:FACTORY"),
         (["check", f"{MODELS}:good", "--input-shape", "2,x"], "input-shape"),
         (["check", "missing_file.py:f", "--input-shape", "2"], "no such file"),
+        (["check", f"{MODELS}:good", "--input-shape", "3,6", "--batched", "--wrt", "params"], "batched=True"),
     ],
 )
 def test_check_usage_errors_exit_2_with_a_message(argv, message, capsys):

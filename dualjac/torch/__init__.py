@@ -2,6 +2,6 @@
 compares torch.autograd's Jacobian with dualjac's."""
 
 from .check import CheckReport, check
-from .fx import from_torch
+from .fx import UntraceableModuleError, from_torch
 
-__all__ = ["CheckReport", "check", "from_torch"]
+__all__ = ["CheckReport", "UntraceableModuleError", "check", "from_torch"]

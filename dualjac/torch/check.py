@@ -122,7 +122,12 @@ def check(
         raise ValueError("batched=True compares per-sample Jacobians w.r.t. a single batched input")
     if not inputs:
         raise ValueError("check needs example inputs: check(module, x)")
-    dtype = next((p.dtype for p in module.parameters()), inputs[0].dtype)
+    named = list(module.named_parameters()) if isinstance(module, torch.nn.Module) else []
+    if wrt == "params" and not any(p.requires_grad for _, p in named):
+        what = type(module).__name__ if isinstance(module, torch.nn.Module) else "a plain function"
+        raise ValueError(f"wrt='params' needs a torch.nn.Module with trainable parameters; {what} has none")
+    floats = [x for x in inputs if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    dtype = next((p.dtype for _, p in named), floats[0].dtype if floats else torch.float32)
     dname = str(dtype).replace("torch.", "")
     r_default, a_default = DEFAULT_TOLERANCES.get(dname, DEFAULT_TOLERANCES["float32"])
     rtol = r_default if rtol is None else rtol
@@ -148,6 +153,15 @@ def check(
         d_blocks = [list(J) for J in split(jac)]
     time_dualjac = time.perf_counter() - t0
 
+    notes = []
+    if dname != "float64":
+        notes.append(
+            f"torch ran the model in {dname}, dualjac in float64: the errors include {dname}'s rounding, "
+            f"and the default tolerances are {dname}'s; cast the model and inputs to float64 for a tight check"
+        )
+    if wrt == "inputs" and len(diff) < len(inputs):
+        skipped = ", ".join(f"x{i}" if len(inputs) > 1 else "x" for i in range(len(inputs)) if i not in diff)
+        notes.append(f"not differentiated (not floating point): {skipped}")
     rows = []
     for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks)):
         for j, (t, d) in enumerate(zip(t_row, d_row)):
@@ -171,7 +185,7 @@ def check(
                 )
             )
     return CheckReport(
-        all(r.ok for r in rows), rows, rtol, atol, dname, wrt, batched, time_torch, time_dualjac
+        all(r.ok for r in rows), rows, rtol, atol, dname, wrt, batched, time_torch, time_dualjac, notes
     )
 
 
@@ -206,7 +220,7 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
         J = jacobian(f, tuple(params[n].detach() for n in names))
         rows = [list(J[i]) for i in range(n_out)] if n_out > 1 else [list(J)]
         return rows, names_out, names, []
-    diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     names_in = [f"x{i}" if len(inputs) > 1 else "x" for i in diff]
     if batched:
         x = inputs[0]

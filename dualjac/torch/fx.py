@@ -34,6 +34,8 @@ True
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import operator
@@ -56,9 +58,8 @@ class UntraceableModuleError(UnsupportedOpError):
     """``torch.fx`` could not trace the module (data-dependent control flow, for instance)."""
 
     def __init__(self, what: str, reason: str) -> None:
-        self.op = f"torch.fx trace of {what}"
-        TypeError.__init__(
-            self,
+        super().__init__(
+            f"torch.fx trace of {what}",
             f"torch.fx could not trace {what}, so dualjac cannot lower it: {reason}\n"
             "fx runs forward() once on symbolic values: Python control flow on tensor values "
             "(`if x.sum() > 0`, loops over a tensor) cannot be recorded. Rewrite it with torch.where, "
@@ -81,18 +82,42 @@ def from_torch(module: Any, *, dtype: Any = None, backend: str = "numpy") -> Gra
     tracer.record_stack_traces = True
     what = type(module).__name__ if isinstance(module, nn.Module) else getattr(module, "__name__", repr(module))
     prefix = ""
-    if type(module) in MODULE_OPS:  # a single layer: fx traces into the root, so wrap it as a leaf
-        module, prefix = nn.Sequential(module), "0."
-    try:
-        traced = tracer.trace(module)
-    except UnsupportedOpError:
-        raise
-    except Exception as e:  # fx's TraceError, or a TypeError from a Proxy used as a bool, an int, ...
-        raise UntraceableModuleError(what, f"{type(e).__name__}: {e}") from e
+    if type(module) in MODULE_OPS:  # a single layer: fx would trace into it, so call it as a leaf
+        module, traced, prefix = *_single_layer(module), "0."
+        tracer.root = module
+    else:
+        try:
+            traced = tracer.trace(module)
+        except UnsupportedOpError:
+            raise
+        except Exception as e:  # fx's TraceError, or a TypeError from a Proxy used as a bool, an int, ...
+            raise UntraceableModuleError(what, f"{type(e).__name__}: {e}") from e
     gm = fx.GraphModule(tracer.root, traced)
     b = _Builder(module if isinstance(module, nn.Module) else tracer.root, dtype, backend, what, prefix)
     out = _Lowering(gm, b).run(enable_io_processing=False)
     return Graph(tuple(b.inputs), b.nodes, _plain(out), b.params, b.constants, backend)
+
+
+def _single_layer(layer: nn.Module) -> tuple[nn.Module, fx.Graph]:
+    """A root holding ``layer`` as submodule ``"0"`` and the fx graph calling it with ``forward``'s arguments.
+
+    Written by hand rather than traced: a wrapper's ``forward(*args)`` would be one ``*args``
+    placeholder, and ``nn.Sequential`` passes a single argument (``nn.Bilinear`` takes two).
+    """
+    root = nn.Module()
+    root.add_module("0", layer)
+    graph = fx.Graph()
+    args, kwargs = [], {}
+    for p in inspect.signature(layer.forward).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        node = graph.placeholder(p.name, default_value=p.default)  # p.empty: no default, a graph input
+        if p.kind == p.KEYWORD_ONLY:
+            kwargs[p.name] = node
+        else:
+            args.append(node)
+    graph.output(graph.call_module("0", tuple(args), kwargs))
+    return root, graph
 
 
 def _plain(out: Any) -> Any:
@@ -154,7 +179,9 @@ class _Builder:
     def is_static(self, v: Any) -> bool:
         if isinstance(v, Ref):
             return v.kind == "node" and v.name in self.static
-        return not isinstance(v, (_Pieces, tuple, list)) or all(self.is_static(a) for a in v)
+        if isinstance(v, _Pieces):
+            return False
+        return not isinstance(v, (tuple, list)) or all(self.is_static(a) for a in v)
 
     def attr(self, qualname: str) -> Any:
         """A parameter, buffer or tensor attribute of the module, by qualified name."""
@@ -188,6 +215,9 @@ class _Builder:
         n = self.fx_node
         frame = _user_frame(n.meta.get("stack_trace") or "") if n is not None else ""
         where = self.where() + (f"\n  traced at: {frame}" if frame else "")
+        if not what and n is not None and n.op == "call_module":  # the target is a module path ("0"), not an op
+            m = self.module.get_submodule(n.target)
+            what = f"{type(m).__module__}.{type(m).__name__}"
         return UnsupportedOpError(
             f"{what or _target_name(n.target)} at {where}",
             hint
@@ -386,7 +416,9 @@ def _swap_axes(x: Any, d0: int, d1: int) -> tuple:
 def _chunk_key(x: Any, chunks: int, dim: int, i: int) -> tuple:
     n = _shape(x)[dim]
     each = -(-n // chunks)
-    if i * each >= n:
+    if i < 0:  # x.chunk(2)[-1]: from the end of the pieces torch actually gives
+        i += -(-n // each) if each else 0
+    if not 0 <= i * each < n:
         raise IndexError(f"chunk {i} of {chunks} does not exist for size {n} (torch.chunk gives fewer pieces)")
     return (slice(None),) * (dim % _ndim(x)) + (slice(i * each, min((i + 1) * each, n)),)
 
@@ -433,10 +465,39 @@ def _inv_sqrt_last(q: Any) -> float:
     return 1.0 / math.sqrt(_shape(q)[-1])
 
 
-def _additive_mask(mask: Any) -> Any:
-    """A boolean attention mask as 0 / -inf; a float mask as it is (a constant: its tangent is not kept)."""
-    xp = array_namespace(mask)
-    return xp.where(mask, 0.0, -math.inf) if mask.dtype == bool else mask
+def _mask_keep(mask: Any) -> Any:
+    """Where attention is allowed: a boolean mask itself; everywhere (``True``) for a float mask."""
+    return mask if mask.dtype == bool else True
+
+
+def _mask_is_float(mask: Any) -> Any:
+    """Whether an attention mask is added (float) rather than selecting (boolean), as a bool."""
+    return mask.dtype != bool
+
+
+def _axes_of(x: Any, dims: tuple) -> list:
+    return sorted({d % max(_ndim(x), 1) for d in dims})
+
+
+def _dims_last_order(x: Any, dims: tuple) -> tuple:
+    ax = _axes_of(x, dims)
+    return tuple([d for d in range(_ndim(x)) if d not in ax] + ax)
+
+
+def _dims_last_shape(x: Any, dims: tuple) -> tuple:
+    ax, s = _axes_of(x, dims), _shape(x)
+    return tuple(n for d, n in enumerate(s) if d not in ax) + (math.prod(s[d] for d in ax),)
+
+
+def _kept_shape(x: Any, dims: tuple) -> tuple:
+    ax = _axes_of(x, dims)
+    return tuple(1 if d in ax else n for d, n in enumerate(_shape(x)))
+
+
+def _any_finite_row(s: Any) -> Any:
+    """Whether each row of attention scores has an unmasked entry (a boolean, kept last axis)."""
+    xp = array_namespace(s)
+    return xp.any(xp.isfinite(s), axis=-1, keepdims=True)
 
 
 def _ones_shape(x: Any) -> tuple:
@@ -445,13 +506,32 @@ def _ones_shape(x: Any) -> tuple:
 
 # --- sequences: chunk/split/unbind pieces and max(dim)'s (values, indices) -----------------
 class _Pieces:
-    """The result of chunk/split/unbind: fx indexes it with ``operator.getitem``."""
+    """The result of chunk/split/unbind: fx indexes it with ``operator.getitem``.
 
-    def __init__(self, b: _Builder, x: Ref, key: Callable[..., tuple], *key_args: Any) -> None:
-        self.b, self.x, self.key, self.key_args = b, x, key, key_args
+    How many pieces there are depends on the input's shape (``chunk(2)`` of a size-1 axis
+    is one piece), so it is known while lowering only for ``split`` with a list of sizes.
+    """
 
-    def __getitem__(self, i: int) -> Ref:
-        return self.b.emit("getitem", self.x, key=self.b.emit_static(self.key, self.x, *self.key_args, i))
+    def __init__(
+        self, b: _Builder, x: Ref, key: Callable[..., tuple], *key_args: Any, count: int | None = None
+    ) -> None:
+        self.b, self.x, self.key, self.key_args, self.count = b, x, key, key_args, count
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice) and self.count is not None:
+            return tuple(self[j] for j in range(self.count)[i])
+        if not isinstance(i, numbers.Integral):
+            raise self.b.unsupported(hint=f"index the pieces of chunk/split/unbind with an int, not {i!r}")
+        return self.b.emit("getitem", self.x, key=self.b.emit_static(self.key, self.x, *self.key_args, int(i)))
+
+    def __iter__(self) -> Any:
+        # without it, Python iterates through __getitem__ until IndexError: forever
+        if self.count is None:
+            raise self.b.unsupported(
+                hint="the number of pieces depends on the input's shape, so they cannot be passed on whole; "
+                "unpack the pieces: a, b = x.chunk(2); torch.cat((a, b))"
+            )
+        return (self[i] for i in range(self.count))
 
 
 class MinMax(NamedTuple):
@@ -467,7 +547,9 @@ def _dims(dim: Any) -> Any:
 
 
 def _unary(op: str) -> Callable[..., Any]:
-    def emit(b, x, *, out=None):
+    """``torch.exp(x, *, out)``, ``F.silu(x, inplace)``: one tensor in, one op."""
+
+    def emit(b, x, inplace=False, *, out=None):
         return b.emit(op, x)
 
     return emit
@@ -505,6 +587,8 @@ def _extremum(op: str, arg: str, pair: str) -> Callable[..., Any]:
     """``max(x)``, ``max(x, dim, keepdim)`` -> (values, indices), ``max(x, other)``."""
 
     def emit(b, x, dim=None, keepdim=False, *, other=None, out=None):
+        if other is not None:
+            return b.emit(pair, x, other)
         if isinstance(dim, Ref) and not b.is_static(dim):
             return b.emit(pair, x, dim)
         if dim is None:
@@ -548,14 +632,11 @@ def _vector_norm(b, x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
         return b.emit("reshape", n, shape=b.emit_static(_ones_shape, x)) if keepdim else n
     if isinstance(dim, tuple) and len(dim) == 1:
         dim = dim[0]
-    if isinstance(dim, tuple):
-        if ord == 2 and len(dim) == 2:
-            return b.emit("norm", x, ord="fro", axis=dim, keepdims=bool(keepdim))
-        a = b.emit("absolute", x)
-        if ord in (math.inf, -math.inf):
-            return b.emit("amax" if ord > 0 else "amin", a, axis=dim, keepdims=bool(keepdim))
-        s = b.emit("sum", b.emit("power", a, ord), axis=dim, keepdims=bool(keepdim))
-        return b.emit("power", s, 1.0 / ord)
+    if isinstance(dim, tuple):  # the dims moved to the end and flattened: one vector norm, as torch's
+        moved = b.emit("transpose", x, axes=b.emit_static(_dims_last_order, x, dim))
+        flat = b.emit("reshape", moved, shape=b.emit_static(_dims_last_shape, x, dim))
+        n = b.emit("norm", flat, ord=ord, axis=-1, keepdims=False)
+        return b.emit("reshape", n, shape=b.emit_static(_kept_shape, x, dim)) if keepdim else n
     return b.emit("norm", x, ord=ord, axis=dim, keepdims=bool(keepdim))
 
 
@@ -682,7 +763,9 @@ def _chunk(b, x, chunks, dim=0):
 
 
 def _split(b, x, split_size_or_sections, dim=0):
-    return _Pieces(b, x, _split_key, split_size_or_sections, dim)
+    sizes = split_size_or_sections
+    count = len(sizes) if isinstance(sizes, (tuple, list)) and all(isinstance(n, int) for n in sizes) else None
+    return _Pieces(b, x, _split_key, sizes, dim, count=count)
 
 
 def _unbind(b, x, dim=0):
@@ -693,8 +776,8 @@ def _where(b, condition, x, y):
     return b.emit("where", condition, x, y)
 
 
-def _where_method(b, x, condition, y):
-    return b.emit("where", condition, x, y)
+def _where_method(b, x, condition, y):  # x.where(condition, y)
+    return _where(b, condition, x, y)
 
 
 def _masked_fill(b, x, mask, value):
@@ -705,12 +788,11 @@ def _clamp(b, x, min=None, max=None, *, out=None):
     return b.emit("clip", x, min, max)
 
 
-def _clamp_min(b, x, min):
-    return b.emit("clip", x, min, None)
+_clamp_min = functools.partial(_clamp, max=None)  # clamp_min(x, min)
 
 
-def _clamp_max(b, x, max):
-    return b.emit("clip", x, None, max)
+def _clamp_max(b, x, max, *, out=None):  # clamp_max(x, max): max is _clamp's second bound, so no partial
+    return _clamp(b, x, None, max)
 
 
 def _matmul(b, x, y, *, out=None):
@@ -766,13 +848,6 @@ def _softplus(b, x, beta=1.0, threshold=20.0):
 
 def _hardtanh(b, x, min_val=-1.0, max_val=1.0, inplace=False):
     return b.emit("hardtanh", x, min_val=min_val, max_val=max_val)
-
-
-def _simple(op: str) -> Callable[..., Any]:
-    def emit(b, x, inplace=False):
-        return b.emit(op, x)
-
-    return emit
 
 
 def _softmax_like(op: str) -> Callable[..., Any]:
@@ -835,10 +910,7 @@ def _avg_pool(nd: int) -> Callable[..., Any]:
 
 def _adaptive_avg_pool(nd: int) -> Callable[..., Any]:
     def emit(b, x, output_size):
-        size = _pool_tuple(output_size, nd)
-        if any(s is None for s in size):
-            raise b.unsupported(hint="output_size with None is not supported; give every size")
-        return b.emit("adaptive_avg_pool", x, output_size=size)
+        return b.emit("adaptive_avg_pool", x, output_size=_pool_tuple(output_size, nd))
 
     return emit
 
@@ -850,7 +922,8 @@ def _batch_norm(b, x, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def _layer_norm(b, x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    return b.emit("layer_norm", x, weight, bias, normalized_shape=tuple(normalized_shape), eps=eps)
+    shape = normalized_shape if isinstance(normalized_shape, Ref) else _shape_arg(b, normalized_shape)
+    return b.emit("layer_norm", x, weight, bias, normalized_shape=shape, eps=eps)
 
 
 def _group_norm(b, x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -861,7 +934,22 @@ def _embedding(b, input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
                sparse=False):  # fmt: skip
     if max_norm is not None:
         raise b.unsupported(hint="Embedding(max_norm=...) renormalises the weight in place; not supported")
-    return b.emit("take", weight, indices=input, axis=0)
+    rows = b.emit("take", weight, indices=input, axis=0)
+    if padding_idx is None:
+        return rows
+    # torch: the padding row gets no gradient (it is not trained), wherever it is looked up
+    at_padding = b.emit_static(_padding_mask, input, weight, padding_idx)
+    return b.emit("where", at_padding, b.emit("stop_gradient", rows), rows)
+
+
+def _padding_mask(idx: Any, weight: Any, padding_idx: int) -> Any:
+    """Where ``idx`` is the padding index (negative: from the end, as torch), with a trailing axis."""
+    i = padding_idx if padding_idx >= 0 else _shape(weight)[0] + padding_idx
+    return array_namespace(idx).asarray(idx == i)[..., None]
+
+
+def _detach(b, x):
+    return b.emit("stop_gradient", x)
 
 
 def _dropout(b, x, p=0.5, training=True, inplace=False):
@@ -897,23 +985,21 @@ def _sdpa(b, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, 
     )
     if is_causal:
         s = b.emit("where", b.emit_static(_causal_mask, query, key), s, -math.inf)
-    if isinstance(attn_mask, Ref) and attn_mask.kind == "input":  # dtype unknown until run: as an additive mask
-        s = b.emit("add", s, b.emit_static(_additive_mask, attn_mask))
-    elif attn_mask is not None:
-        s = b.emit("where", attn_mask, s, -math.inf) if _is_bool(b, attn_mask) else b.emit("add", s, attn_mask)
-    return b.emit("matmul", b.emit("softmax", s, axis=-1), value)
-
-
-def _is_bool(b: _Builder, ref: Any) -> bool:
-    """Whether a mask is boolean: known for constants; for computed masks, from the fx node's op."""
-    if isinstance(ref, Ref) and ref.kind == "const":
-        return b.constants[ref.name].dtype == bool
-    node = next((n for n in b.nodes if isinstance(ref, Ref) and n.name == ref.name), None)
-    return node is not None and node.op in _BOOL_OPS
-
-
-_BOOL_OPS = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal", "logical_and", "logical_or",
-             "logical_not", "logical_xor"}  # fmt: skip
+    if isinstance(attn_mask, Ref) and attn_mask.kind == "const" and b.constants[attn_mask.name].dtype == bool:
+        s = b.emit("where", attn_mask, s, -math.inf)
+    elif isinstance(attn_mask, Ref) and attn_mask.kind in ("const", "param"):  # a float buffer or parameter
+        s = b.emit("add", s, attn_mask)
+    elif attn_mask is not None:  # an input or a computed mask: its dtype is known only when the graph runs
+        # boolean: where(mask, s, -inf) + 0; float: where(True, s, -inf) + mask, its tangent kept. Both
+        # static nodes give booleans, which graph._static allows even from a differentiated mask.
+        keep, is_float = b.emit_static(_mask_keep, attn_mask), b.emit_static(_mask_is_float, attn_mask)
+        s = b.emit("add", b.emit("where", keep, s, -math.inf), b.emit("where", is_float, attn_mask, 0.0))
+    if attn_mask is None:
+        return b.emit("matmul", b.emit("softmax", s, axis=-1), value)
+    # torch's safe softmax: a row the mask hides entirely (all -inf) attends to nothing (0), not NaN
+    alive = b.emit_static(_any_finite_row, s)
+    p = b.emit("softmax", b.emit("where", alive, s, 0.0), axis=-1)
+    return b.emit("matmul", b.emit("where", alive, p, 0.0), value)
 
 
 # --- the tables ---------------------------------------------------------------------------------
@@ -932,10 +1018,10 @@ _BINARY = {
 }  # fmt: skip
 _ACTIVATIONS = {
     "relu": _relu, "relu6": _relu6, "leaky_relu": _leaky_relu, "prelu": _prelu, "elu": _elu, "selu": _selu,
-    "celu": _celu, "gelu": _gelu, "silu": _simple("silu"), "mish": _simple("mish"), "softplus": _softplus,
-    "sigmoid": _simple("sigmoid"), "tanh": _simple("tanh"), "hardtanh": _hardtanh,
-    "hardswish": _simple("hardswish"), "hardsigmoid": _simple("hardsigmoid"), "logsigmoid": _simple("log_sigmoid"),
-    "softsign": _simple("softsign"), "tanhshrink": _simple("tanhshrink"), "softmax": _softmax_like("softmax"),
+    "celu": _celu, "gelu": _gelu, "silu": _unary("silu"), "mish": _unary("mish"), "softplus": _softplus,
+    "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"), "hardtanh": _hardtanh,
+    "hardswish": _unary("hardswish"), "hardsigmoid": _unary("hardsigmoid"), "logsigmoid": _unary("log_sigmoid"),
+    "softsign": _unary("softsign"), "tanhshrink": _unary("tanhshrink"), "softmax": _softmax_like("softmax"),
     "log_softmax": _softmax_like("log_softmax"),
 }  # fmt: skip
 _SHARED = {  # the same emitter for torch.<name> and Tensor.<name>
@@ -950,7 +1036,7 @@ _SHARED = {  # the same emitter for torch.<name> and Tensor.<name>
     "reshape": _reshape, "permute": _permute, "transpose": _transpose, "swapaxes": _transpose, "t": _t,
     "flatten": _flatten, "unflatten": _unflatten, "squeeze": _squeeze, "unsqueeze": _unsqueeze,
     "chunk": _chunk, "split": _split, "unbind": _unbind, "clamp": _clamp, "clip": _clamp,
-    "clamp_min": _clamp_min, "clamp_max": _clamp_max,
+    "clamp_min": _clamp_min, "clamp_max": _clamp_max, "detach": _detach,
 }  # fmt: skip
 
 FUNCTION_OPS: dict[Any, Callable[..., Any]] = {

@@ -112,3 +112,29 @@ def test_check_float32_model_wrt_params_with_a_custom_function():
     x = torch.randn(5, 4)
     assert not djt.check(model, x, wrt="params").ok  # the 1% error shows in d/dparams too
     assert djt.check(_mlp(torch.float32), x, wrt="params").ok
+
+
+def test_check_a_plain_function_and_params_errors():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    report = djt.check(lambda x: torch.tanh(x) * x, x)
+    assert report.ok and report.dtype == "float64" and not report.notes
+    with pytest.raises(ValueError, match="trainable parameters.*Tanh has none"):
+        djt.check(nn.Tanh(), x, wrt="params")
+    with pytest.raises(ValueError, match="plain function has none"):
+        djt.check(lambda x: x * 2, x, wrt="params")
+
+
+def test_check_notes_say_what_was_not_compared_tightly():
+    torch.manual_seed(0)
+    report = djt.check(_mlp(torch.float32), torch.randn(2, 4))
+    assert report.ok and any("float32" in n and "tolerances" in n for n in report.notes)
+    assert "note: torch ran the model in float32" in str(report)
+    model = _Embed().double().eval()
+    report = djt.check(model, torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64))
+    assert report.notes == ["not differentiated (not floating point): x0"]
+
+
+def test_untraceable_module_error_is_exported():
+    assert djt.UntraceableModuleError.__module__ == "dualjac.torch.fx"
+    e = djt.UntraceableModuleError("M", "TraceError: boom")
+    assert e.op == "torch.fx trace of M" and "torch.fx could not trace M" in str(e) and "boom" in str(e)
