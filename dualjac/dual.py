@@ -18,12 +18,14 @@ perturbations of different transforms from mixing ("perturbation confusion").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from .errors import TangentLossError
+
+Axis = int | tuple[int, ...] | None  # an axis argument, as NumPy takes it
 
 
 class Dual(NDArrayOperatorsMixin):
@@ -137,28 +139,28 @@ class Dual(NDArrayOperatorsMixin):
             "`.primal` explicitly if you really want the value without its derivative."
         )
 
-    def _lossy(self, kind: str):
+    def _lossy(self, kind: str) -> NoReturn:
         raise TangentLossError(
             f"cannot convert a Dual to a Python {kind}: its derivative would be lost. "
             "Keep it as a Dual, or read `.primal` explicitly."
         )
 
-    def __float__(self):
+    def __float__(self) -> NoReturn:
         self._lossy("float")
 
-    def __int__(self):
+    def __int__(self) -> NoReturn:
         self._lossy("int")
 
-    def __complex__(self):
+    def __complex__(self) -> NoReturn:
         self._lossy("complex")
 
-    def __index__(self):
+    def __index__(self) -> NoReturn:
         self._lossy("index")
 
-    def tolist(self):
+    def tolist(self) -> NoReturn:
         self._lossy("list")
 
-    def item(self, *args):
+    def item(self, *args: Any) -> NoReturn:
         self._lossy("number (item())")
 
     def __bool__(self) -> bool:
@@ -166,98 +168,102 @@ class Dual(NDArrayOperatorsMixin):
         return bool(self.primal)
 
     # --- methods users call on arrays: thin aliases of the NumPy functions -------
-    def sum(self, axis=None, dtype=None, out=None, keepdims=False):
+    def sum(self, axis: Axis = None, dtype: Any = None, out: None = None, keepdims: bool = False) -> Any:
         return np.sum(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
-    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
+    def mean(self, axis: Axis = None, dtype: Any = None, out: None = None, keepdims: bool = False) -> Any:
         return np.mean(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
-    def prod(self, axis=None, dtype=None, out=None, keepdims=False):
+    def prod(self, axis: Axis = None, dtype: Any = None, out: None = None, keepdims: bool = False) -> Any:
         return np.prod(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
-    def max(self, axis=None, out=None, keepdims=False):
+    def max(self, axis: Axis = None, out: None = None, keepdims: bool = False) -> Any:
         return np.max(self, axis=axis, out=out, keepdims=keepdims)
 
-    def min(self, axis=None, out=None, keepdims=False):
+    def min(self, axis: Axis = None, out: None = None, keepdims: bool = False) -> Any:
         return np.min(self, axis=axis, out=out, keepdims=keepdims)
 
-    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    def std(
+        self, axis: Axis = None, dtype: Any = None, out: None = None, ddof: float = 0, keepdims: bool = False
+    ) -> Any:
         return np.std(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
 
-    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    def var(
+        self, axis: Axis = None, dtype: Any = None, out: None = None, ddof: float = 0, keepdims: bool = False
+    ) -> Any:
         return np.var(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
 
-    def cumsum(self, axis=None, dtype=None, out=None):
+    def cumsum(self, axis: int | None = None, dtype: Any = None, out: None = None) -> Any:
         return np.cumsum(self, axis=axis, dtype=dtype, out=out)
 
-    def cumprod(self, axis=None, dtype=None, out=None):
+    def cumprod(self, axis: int | None = None, dtype: Any = None, out: None = None) -> Any:
         return np.cumprod(self, axis=axis, dtype=dtype, out=out)
 
-    def reshape(self, *shape, order="C"):
+    def reshape(self, *shape: Any, order: str = "C") -> Any:
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = shape[0]
         return np.reshape(self, shape, order=order)
 
-    def transpose(self, *axes):
+    def transpose(self, *axes: Any) -> Any:
         if len(axes) == 1 and not isinstance(axes[0], int):
             axes = axes[0]
         return np.transpose(self, axes or None)
 
-    def swapaxes(self, axis1, axis2):
+    def swapaxes(self, axis1: int, axis2: int) -> Any:
         return np.swapaxes(self, axis1, axis2)
 
-    def squeeze(self, axis=None):
+    def squeeze(self, axis: Axis = None) -> Any:
         return np.squeeze(self, axis=axis)
 
-    def ravel(self, order="C"):
+    def ravel(self, order: str = "C") -> Any:
         return np.ravel(self, order=order)
 
-    def flatten(self, order="C"):
+    def flatten(self, order: str = "C") -> Any:
         return np.ravel(self, order=order)
 
-    def clip(self, min=None, max=None, out=None):
+    def clip(self, min: Any = None, max: Any = None, out: None = None) -> Any:
         return np.clip(self, min, max, out=out)
 
-    def copy(self, order="C"):
+    def copy(self, order: str = "C") -> Any:
         return np.copy(self, order=order)
 
-    def dot(self, other):
+    def dot(self, other: Any) -> Any:
         return np.dot(self, other)
 
-    def trace(self, offset=0, axis1=0, axis2=1):
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
         return np.trace(self, offset=offset, axis1=axis1, axis2=axis2)
 
-    def diagonal(self, offset=0, axis1=0, axis2=1):
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
         return np.diagonal(self, offset=offset, axis1=axis1, axis2=axis2)
 
-    def repeat(self, repeats, axis=None):
+    def repeat(self, repeats: Any, axis: int | None = None) -> Any:
         return np.repeat(self, repeats, axis=axis)
 
-    def take(self, indices, axis=None):
+    def take(self, indices: Any, axis: int | None = None) -> Any:
         return np.take(self, indices, axis=axis)
 
-    def round(self, decimals=0):
+    def round(self, decimals: int = 0) -> Any:
         return np.round(self, decimals=decimals)
 
-    def astype(self, dtype, copy=True):
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
         return _api.astype(self, dtype)
 
-    def argmax(self, axis=None, keepdims=False):
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Any:
         return np.argmax(self, axis=axis, keepdims=keepdims)
 
-    def argmin(self, axis=None, keepdims=False):
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Any:
         return np.argmin(self, axis=axis, keepdims=keepdims)
 
-    def argsort(self, axis=-1, kind=None):
+    def argsort(self, axis: int | None = -1, kind: str | None = None) -> Any:
         return np.argsort(self, axis=axis, kind=kind)
 
-    def nonzero(self):
+    def nonzero(self) -> tuple:
         return np.nonzero(self)
 
-    def all(self, axis=None, keepdims=False):
+    def all(self, axis: Axis = None, keepdims: bool = False) -> Any:
         return np.all(self, axis=axis, keepdims=keepdims)
 
-    def any(self, axis=None, keepdims=False):
+    def any(self, axis: Axis = None, keepdims: bool = False) -> Any:
         return np.any(self, axis=axis, keepdims=keepdims)
 
 
