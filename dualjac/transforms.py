@@ -40,6 +40,8 @@ class Config:
     ``tangent_bytes``: memory budget for one tangent array, which sets the default
     ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
     after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar.
+    ``buffer_bytes``: how much memory ``dualjac.buffers`` may keep between calls to reuse for
+    big lane arrays (NumPy only; 0 turns reuse off).
 
     >>> import numpy as np, dualjac as dj
     >>> seen = []
@@ -52,6 +54,7 @@ class Config:
 
     tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
+    buffer_bytes: int = 512 << 20
 
 
 config = Config()

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .. import buffers
 from ..backend import array_namespace
 from ..dual import Dual
 from ..errors import UnsupportedOpError
@@ -179,7 +180,20 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             dx = t.values[None] if diag is not None else _dense(t)  # one lane stands for all
             if dx.ndim <= ndim:
                 dx = lanes_to_rank(dx, ndim)
-            contrib = jvp_i(xp, ans, dx, *primals, **params)
+            big = diag is None and ndim >= 0  # dense lanes of an elementwise op
+            out = buffers.out_for((dx.shape[0],) + ans.shape, dx, dtype=ans.dtype) if big else None
+            if out is not None:
+                # big lanes: the rule is linear and pointwise in its tangent, so applied to a unit
+                # tangent it gives the factor, and factor * dx is written into a reused buffer
+                factor = jvp_i(xp, ans, 1.0, *primals, **params)
+                if type(factor) is float and factor == 1.0:
+                    contrib = dx
+                elif buffers.plain(factor):
+                    contrib = xp.multiply(factor, dx, out=out)
+                else:  # a Dual of an outer transform (nested): no out=
+                    contrib = factor * dx
+            else:
+                contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
     if tangent.dtype != ans.dtype:  # a float32 Dual meeting a float64 constant: the result's dtype wins
         tangent = tangent.astype(ans.dtype)

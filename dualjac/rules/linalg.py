@@ -40,6 +40,7 @@ from __future__ import annotations
 import numbers
 import string
 
+from .. import buffers
 from ..dual import Dual
 from . import defrule, lanes_to_rank, neg_axis, sum_parts
 
@@ -77,8 +78,10 @@ def _right(xp, t, m):
     ``t``: ``(K, ..., p, n)``; ``m``: ``(..., n, q)``; result ``(K, ..., p, q)`` (batch dims broadcast).
     """
     K, p, n = t.shape[0], t.shape[-2], t.shape[-1]
-    if m.ndim == 2:  # one GEMM: (K * ... * p, n) @ (n, q)
-        return (t.reshape(-1, n) @ m).reshape(t.shape[:-1] + m.shape[-1:])
+    if m.ndim == 2:  # one GEMM: (K * ... * p, n) @ (n, q), into a reused buffer when it is big
+        t2 = t.reshape(-1, n)
+        out = buffers.out_for((t2.shape[0], m.shape[1]), t2, m)
+        return (t2 @ m if out is None else xp.matmul(t2, m, out=out)).reshape(t.shape[:-1] + m.shape[-1:])
     tt = xp.moveaxis(t, 0, -3)  # (..., K, p, n)
     out = tt.reshape(tt.shape[:-3] + (K * p, n)) @ m  # (..., K*p, q)
     return xp.moveaxis(out.reshape(out.shape[:-2] + (K, p, m.shape[-1])), -3, 0)
@@ -120,7 +123,9 @@ def _matmul_diag_x(xp, ans, t, x, y):
     rows = y[s : s + K]  # (K, m), or (K,) for a vector y
     if y.ndim == 1:
         return v * rows.reshape((K,) + (1,) * t.nlead)
-    return v[..., None] * rows.reshape((K,) + (1,) * t.nlead + (y.shape[-1],))
+    v, rows = v[..., None], rows.reshape((K,) + (1,) * t.nlead + (y.shape[-1],))
+    out = buffers.out_for(v.shape[:-1] + rows.shape[-1:], v, rows)
+    return v * rows if out is None else xp.multiply(v, rows, out=out)
 
 
 def _matmul_diag_y(xp, ans, t, x, y):

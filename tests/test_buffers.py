@@ -1,0 +1,63 @@
+"""Reused lane buffers (dualjac/buffers.py): the results never change, and a buffer that
+anything still references (a returned Jacobian, a live tangent) is never handed out again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dualjac as dj
+from dualjac import buffers
+from dualjac.tree import flatten
+from rule_specs import all_specs
+
+SPECS = [s for s in all_specs() if s.fd]
+
+
+@pytest.fixture
+def every_array_pooled(monkeypatch):
+    """Pool every lane array, however small, so the spec table's tiny shapes take the pooled path
+    (elementwise rules applied to a unit tangent, out= products and GEMMs)."""
+    monkeypatch.setattr(buffers, "MIN_BYTES", 0)
+    yield
+    buffers.clear()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_pooled_path_gives_the_same_jacobians(spec, rng, every_array_pooled, monkeypatch):
+    args = spec.args_for(rng, spec.shapes[-1], np.float64)
+    diff = spec.diff if spec.diff is not None else tuple(
+        i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+    )
+    pooled = dj.jacfwd(spec.fn, argnums=diff)(*args)
+    pooled_again = dj.jacfwd(spec.fn, argnums=diff)(*args)  # the second call reuses the buffers
+    monkeypatch.setattr(dj.config, "buffer_bytes", 0)
+    plain = dj.jacfwd(spec.fn, argnums=diff)(*args)
+    for p, q, r in zip(flatten(pooled)[0], flatten(pooled_again)[0], flatten(plain)[0]):
+        np.testing.assert_allclose(p, r, rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(p, q)
+
+
+def test_a_returned_jacobian_is_never_overwritten(rng):
+    W = rng.standard_normal((16, 256))
+    f = lambda x: np.tanh(x @ W) @ W.T  # (1024, 16) -> lanes (16, 1024, 256): 32 MiB, pooled
+    x1, x2 = rng.standard_normal((2, 1024, 16))
+    J1 = dj.batch_jacobian(f, x1)
+    kept = J1.copy()
+    for _ in range(3):
+        dj.batch_jacobian(f, x2)
+    np.testing.assert_array_equal(J1, kept)
+    assert 0 < buffers.held() <= dj.config.buffer_bytes
+
+
+def test_the_pool_respects_its_budget_and_can_be_turned_off(rng, monkeypatch):
+    W = rng.standard_normal((16, 256))
+    f = lambda x: np.tanh(x @ W)
+    x = rng.standard_normal((1024, 16))
+    buffers.clear()
+    monkeypatch.setattr(dj.config, "buffer_bytes", 40 << 20)  # room for one 32 MiB lane array
+    dj.batch_jacobian(f, x)
+    assert buffers.held() <= 40 << 20
+    monkeypatch.setattr(dj.config, "buffer_bytes", 0)
+    np.testing.assert_allclose(dj.batch_jacobian(f, x)[0], (1 - np.tanh(x[0] @ W) ** 2)[:, None] * W.T)
+    assert buffers.held() == 0
