@@ -17,6 +17,7 @@ keeps (0 disables it and frees what it holds).
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -51,6 +52,8 @@ _FREE = _free_count()
 def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | None:
     """A pooled output array for an op on ``operands`` giving ``shape``, or None where ``out=``
     is not worth it or not possible: small results, CuPy arrays, Duals (nested transforms)."""
+    if math.prod(shape) * 8 < MIN_BYTES:  # first, as cheaply as possible: small ops are the latency
+        return None
     from .transforms import config
 
     if config.buffer_bytes <= 0:
@@ -59,9 +62,7 @@ def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | Non
     if not all(plain(a) for a in operands):
         return None
     dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
-    nbytes = dtype.itemsize * int(np.prod(shape))
-    if nbytes < MIN_BYTES:
-        return None
+    nbytes = dtype.itemsize * math.prod(shape)
     owners = _POOL.setdefault((nbytes, dtype), [])
     a = _free(owners)
     if a is None:

@@ -180,7 +180,7 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             dx = t.values[None] if diag is not None else _dense(t)  # one lane stands for all
             if dx.ndim <= ndim:
                 dx = lanes_to_rank(dx, ndim)
-            big = diag is None and ndim >= 0  # dense lanes of an elementwise op
+            big = diag is None and ndim >= 0 and ans.size * dx.shape[0] * 8 >= buffers.MIN_BYTES
             out = buffers.out_for((dx.shape[0],) + ans.shape, dx, dtype=ans.dtype) if big else None
             if out is not None:
                 # big lanes: the rule is linear and pointwise in its tangent, so applied to a unit
