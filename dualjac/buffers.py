@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from typing import Any
 
 import numpy as np
 
 MIN_BYTES = 1 << 20  # smaller arrays come from the allocator's own free lists: nothing to gain
 _POOL: dict[tuple[int, Any], list[np.ndarray]] = {}  # (nbytes, dtype) -> owner arrays, 1-D
+_LOCK = threading.Lock()  # finding a free array and taking a view of it is one step for all threads
+# free-threaded CPython counts references per thread, so the count below is not reliable there
+_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 def _free_count() -> int:
@@ -59,17 +63,18 @@ def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | Non
     if config.buffer_bytes <= 0:
         _POOL.clear()
         return None
-    if not all(plain(a) for a in operands):
+    if not _ENABLED or not all(plain(a) for a in operands):
         return None
     dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
     nbytes = dtype.itemsize * math.prod(shape)
-    owners = _POOL.setdefault((nbytes, dtype), [])
-    a = _free(owners)
-    if a is None:
-        a = np.empty(nbytes // dtype.itemsize, dtype=dtype)
-        if nbytes + held() <= config.buffer_bytes:
-            owners.append(a)
-    return a.reshape(shape)
+    with _LOCK:
+        owners = _POOL.setdefault((nbytes, dtype), [])
+        a = _free(owners)
+        if a is None:
+            a = np.empty(nbytes // dtype.itemsize, dtype=dtype)
+            if nbytes + held() <= config.buffer_bytes:
+                owners.append(a)
+        return a.reshape(shape)  # the view holds a reference before another thread can look
 
 
 def plain(x: Any) -> bool:

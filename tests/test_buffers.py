@@ -61,3 +61,16 @@ def test_the_pool_respects_its_budget_and_can_be_turned_off(rng, monkeypatch):
     monkeypatch.setattr(dj.config, "buffer_bytes", 0)
     np.testing.assert_allclose(dj.batch_jacobian(f, x)[0], (1 - np.tanh(x[0] @ W) ** 2)[:, None] * W.T)
     assert buffers.held() == 0
+
+
+def test_threads_sharing_the_pool_get_their_own_buffers(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    W = rng.standard_normal((16, 256))
+    f = lambda x: np.tanh(np.tanh(x @ W) * 2.0) @ W.T
+    xs = rng.standard_normal((8, 1024, 16))
+    want = [dj.batch_jacobian(f, x) for x in xs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda x: dj.batch_jacobian(f, x), xs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
