@@ -9,7 +9,9 @@ against 32 ms with reused memory). ``empty`` hands out views of pooled arrays in
 When is a pooled array free? Every view of a NumPy array holds a reference to the array
 that owns the memory, so the owner's reference count is exactly its baseline (the pool's
 own references, measured once below) when no tangent, Jacobian or other view of it is
-alive anywhere. A buffer still referenced by anything is never handed out again.
+alive anywhere. A buffer still referenced by anything is never handed out again. (Memory
+reached only through a raw address, e.g. ``x.ctypes.data`` kept by C code, holds no
+reference: copy such a result, or set ``buffer_bytes = 0``.)
 
 NumPy only: CuPy has its own memory pool. ``dj.config.buffer_bytes`` caps what the pool
 keeps (0 disables it and frees what it holds).
@@ -61,7 +63,7 @@ def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | Non
     from .transforms import config
 
     if config.buffer_bytes <= 0:
-        _POOL.clear()
+        clear()
         return None
     if not _ENABLED or not all(plain(a) for a in operands):
         return None
@@ -89,4 +91,5 @@ def held() -> int:
 
 def clear() -> None:
     """Forget every pooled array (memory still in use by live tangents stays alive with them)."""
-    _POOL.clear()
+    with _LOCK:
+        _POOL.clear()

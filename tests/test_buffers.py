@@ -74,3 +74,22 @@ def test_threads_sharing_the_pool_get_their_own_buffers(rng):
         got = list(ex.map(lambda x: dj.batch_jacobian(f, x), xs))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_a_factor_that_python_cannot_compute_falls_back_to_the_rule(rng, every_array_pooled):
+    W = rng.standard_normal((4, 5))
+    with np.errstate(divide="ignore"):
+        J = dj.jacfwd(lambda x: (x @ W) / 0)(np.ones(4))  # the factor 1.0 / 0 raises in Python
+    assert np.isinf(J).all()
+
+
+def test_an_infinite_factor_falls_back_to_the_rules_own_order(rng, every_array_pooled, monkeypatch):
+    """d(1/y) = -ans * dy / y stays finite in float32 where (-ans / y) * dy overflows."""
+    W = np.abs(rng.standard_normal((4, 8))).astype(np.float32)
+    f = lambda x: 1.0 / (np.float32(1e-21) * (x @ W) + np.float32(1e-20))
+    x = np.ones(4, np.float32)
+    with np.errstate(over="ignore"):
+        pooled = dj.jacfwd(f)(x)
+    monkeypatch.setattr(dj.config, "buffer_bytes", 0)
+    np.testing.assert_array_equal(pooled, dj.jacfwd(f)(x))
+    assert np.isfinite(pooled).all()

@@ -181,18 +181,8 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             if dx.ndim <= ndim:
                 dx = lanes_to_rank(dx, ndim)
             big = diag is None and ndim >= 0 and ans.size * dx.shape[0] * 8 >= buffers.MIN_BYTES
-            out = buffers.out_for((dx.shape[0],) + ans.shape, dx, dtype=ans.dtype) if big else None
-            if out is not None:
-                # big lanes: the rule is linear and pointwise in its tangent, so applied to a unit
-                # tangent it gives the factor, and factor * dx is written into a reused buffer
-                factor = jvp_i(xp, ans, 1.0, *primals, **params)
-                if type(factor) is float and factor == 1.0:
-                    contrib = dx
-                elif buffers.plain(factor):
-                    contrib = xp.multiply(factor, dx, out=out)
-                else:  # a Dual of an outer transform (nested): no out=
-                    contrib = factor * dx
-            else:
+            contrib = _times_factor(xp, ans, dx, jvp_i, primals, params) if big else None
+            if contrib is None:
                 contrib = jvp_i(xp, ans, dx, *primals, **params)
         tangent = contrib if tangent is None else tangent + contrib
     if tangent.dtype != ans.dtype:  # a float32 Dual meeting a float64 constant: the result's dtype wins
@@ -202,6 +192,24 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     if rule.elementwise and tangent.shape[1:] != ans.shape:
         tangent = xp.broadcast_to(tangent, tangent.shape[:1] + ans.shape)
     return Dual(ans, tangent, level)
+
+
+def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals: tuple, params: dict) -> Any:
+    """``factor * dx`` written into a reused buffer (``dualjac/buffers.py``), for the big dense lanes
+    of an elementwise op: its rule is linear and pointwise in the tangent, so applied to a unit
+    tangent it gives the factor. None where this does not apply: the caller runs the rule on dx."""
+    try:
+        factor = jvp_i(xp, ans, 1.0, *primals, **params)
+    except (ZeroDivisionError, OverflowError):  # Python-scalar arithmetic (1.0 / 0): NumPy's order gives inf
+        return None
+    if type(factor) is float and factor == 1.0:
+        return dx
+    # a Dual of an outer transform (nested) cannot go into out=; an inf/nan factor may be finite in the
+    # rule's own order of operations (-ans * dy / y against (-ans / y) * dy), so the rule decides
+    if not buffers.plain(factor) or not xp.isfinite(factor).all():
+        return None
+    out = buffers.out_for((dx.shape[0],) + ans.shape, factor, dx, dtype=ans.dtype)
+    return None if out is None else xp.multiply(factor, dx, out=out)
 
 
 def _dense(t: Any) -> Any:
