@@ -70,6 +70,8 @@ def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | Non
     dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
     nbytes = dtype.itemsize * math.prod(shape)
     with _LOCK:
+        if held() > config.buffer_bytes:  # the budget was lowered: start again
+            _POOL.clear()
         owners = _POOL.setdefault((nbytes, dtype), [])
         a = _free(owners)
         if a is None:
