@@ -27,6 +27,11 @@ rank, so ``xp.cos(x) * dx`` broadcasts correctly for any mix of argument shapes,
 and broadcasts the summed result to ``(K, *ans.shape)``. Other rules receive the
 raw ``(K, *x.shape)`` tangents and handle the lane axis themselves (axis
 parameters are made negative so they mean the same axis for primal and tangent).
+
+An elementwise rule must be linear and pointwise in its tangent and must not look at
+the tangent's shape: ``apply`` may run it on a single lane of implicit identity lanes, or,
+for big lane arrays, on ``dx = 1.0`` to get the factor it then writes as ``factor * dx``
+into a reused buffer (``dualjac/buffers.py``).
 """
 
 from __future__ import annotations
