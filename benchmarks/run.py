@@ -63,7 +63,7 @@ def _openblas() -> Any:
 def _blas_call(what: str, *args: int) -> int | None:
     lib = _openblas()
     for name in (f"scipy_openblas_{what}64_", f"openblas_{what}64_", f"openblas_{what}"):
-        if lib is not None and hasattr(lib, name):
+        if hasattr(lib, name):  # False for lib None
             return getattr(lib, name)(*args)
     return None
 
@@ -90,14 +90,19 @@ def keep_freed_memory() -> None:
     libc.mallopt(-1, 2**31 - 1)
 
 
-def machine(keep: bool) -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def machine(keep: bool = False) -> dict:
+    """The machine, versions and thread settings (``keep``: ``--keep-freed-memory`` is in effect).
+    ``docs/make_figures.py`` records the same."""
     info = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -134,8 +139,9 @@ def agrees(J: np.ndarray, ref: np.ndarray, dtype: str) -> tuple[bool, float]:
     return bool(np.allclose(J, ref, rtol=rtol, atol=rtol * float(np.max(np.abs(ref), initial=1.0)))), err
 
 
-def median_time(call: Any, repeats: int, first_s: float, quick: bool) -> tuple[list[float], int]:
-    """Samples (seconds per call) after the warm-up call; ``first_s`` is that call's time."""
+def sample_times(call: Any, repeats: int, first_s: float, quick: bool = False) -> tuple[list[float], int]:
+    """Samples (seconds per call) and calls per sample, after the first call (the caller's warm-up
+    and check); ``first_s`` is that call's time."""
     if first_s > SLOW_S:
         return [first_s], 1
     spent, calls = first_s, 1
@@ -158,39 +164,47 @@ def median_time(call: Any, repeats: int, first_s: float, quick: bool) -> tuple[l
     return samples, number
 
 
-def run_tool(wl: Workload, tool: Tool, ref: np.ndarray | None, repeats: int, quick: bool) -> dict:
+def median_time(call: Any, repeats: int = 7) -> float:
+    """Median seconds per call, timed as a benchmark row is (without the check)."""
+    t0 = time.perf_counter()
+    call()
+    return float(np.median(sample_times(call, repeats, time.perf_counter() - t0)[0]))
+
+
+def run_tool(wl: Workload, tool: Tool, ref: np.ndarray | None, repeats: int, quick: bool) -> tuple[dict, Any]:
+    """The tool's row, and its Jacobian (None if it has none or failed)."""
     row = {"workload": wl.key, "tool": tool.name, "median_s": None, "ok": None, "note": tool.note}
+    J = None
     if tool.call is None:
-        return row
+        return row, J
     try:
         t0 = time.perf_counter()
         out = tool.call()
         first = time.perf_counter() - t0
         if tool.jac is not None:
             J = tool.jac(out)
-            row["jacobian"] = J  # removed before the JSON is written
             if ref is not None:
                 row["ok"], row["max_abs_err"] = agrees(J, ref, wl.dtype)
                 if not row["ok"]:
                     row["note"] = f"disagrees with dualjac (max |diff| {row['max_abs_err']:.2e}): not timed"
-                    return row
-        samples, number = median_time(tool.call, repeats, first, quick)
+                    return row, J
+        samples, number = sample_times(tool.call, repeats, first, quick)
     except Exception as e:  # a failing tool is a row, not the end of the run
         row["note"] = f"error: {type(e).__name__}: {e}"[:160]
-        return row
+        return row, J
     row.update(median_s=float(np.median(samples)), samples_s=samples, calls_per_sample=number)
     if first > SLOW_S:
         row["note"] = f"one call only (> {SLOW_S:.0f} s)"
-    return row
+    return row, J
 
 
 def run_workload(wl: Workload, repeats: int, quick: bool) -> list[dict]:
     rows, ref = [], None
     for tool in wl.tools:
         print(f"  {wl.key}: {tool.name} ...", end="", flush=True, file=sys.stderr)
-        row = run_tool(wl, tool, ref, repeats, quick)
-        if ref is None and "jacobian" in row:  # dualjac's, or (if dualjac failed) the first anchor's
-            ref = row["jacobian"]
+        row, J = run_tool(wl, tool, ref, repeats, quick)
+        if ref is None and J is not None:  # dualjac's, or (if dualjac failed) the first anchor's
+            ref = J
             row["ok"] = True if tool.name == "dualjac" else None
             if tool.name != "dualjac":
                 row["note"] = (row["note"] + "; " if row["note"] else "") + "reference of the check"
@@ -198,7 +212,6 @@ def run_workload(wl: Workload, repeats: int, quick: bool) -> list[dict]:
         rows.append(row)
     dual = next((r["median_s"] for r in rows if r["tool"] == "dualjac"), None)
     for r in rows:
-        r.pop("jacobian", None)
         r["dualjac_over_tool"] = dual / r["median_s"] if dual and r["median_s"] else None
     return rows
 
@@ -232,10 +245,10 @@ def goals(rows: list[dict]) -> list[str]:
         parts = []
         if "limit" in t:
             parts.append(f"dualjac/limit {dual / t['limit']:.2f} {'✓' if dual <= 1.3 * t['limit'] else '✗'} (≤ 1.3)")
-        for prefix, label in (("torch.func", "torch.func"), ("jax", "JAX")):
+        for prefix, label, goal in (("torch.func", "torch.func", True), ("jax", "JAX", False)):
             best = min((k for k in t if k.startswith(prefix)), key=t.get, default=None)
             if best:
-                mark = " ✓" if prefix == "torch.func" and dual < t[best] else " ✗" if prefix == "torch.func" else ""
+                mark = (" ✓" if dual < t[best] else " ✗") if goal else ""
                 parts.append(f"vs best {label} ({best}, {fmt(t[best])}) {dual / t[best]:.2f}{mark}")
         if key == "W5":
             parts.append(f"{fmt(dual)} {'✓' if dual < 50e-6 else '✗'} (< 50 µs)")

@@ -66,22 +66,21 @@ def _tensor_np(t: Any) -> np.ndarray:
 
 
 # --- the anchors, built the same way for every workload ----------------------------------
-def torch_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
-    """torch.func jacfwd/jacrev (under vmap when ``batched``) and autograd.functional.jacobian."""
-    torch = _torch()
-    if torch is None:
+def torch_tools(x: np.ndarray, f: Callable | None, batched: bool) -> list[Tool]:
+    """torch.func jacfwd/jacrev (under vmap when ``batched``) and autograd.functional.jacobian;
+    ``f`` is None when torch is not installed."""
+    if f is None:
         return [Tool("torch", None, note="torch not installed")]
+    torch = _torch()
     tf, af = torch.func, torch.autograd.functional
     xt = torch.from_numpy(x)
     item = (lambda s: f(s[None])[0]) if batched else f
     tools = []
-    for mode, jac in (("jacfwd", tf.jacfwd), ("jacrev", tf.jacrev)):
-        if batched:
-            g = tf.vmap(jac(item))
-            tools.append(Tool(f"torch.func vmap({mode})", lambda g=g: g(xt), _tensor_np))
-        else:
-            g = jac(item)
-            tools.append(Tool(f"torch.func {mode}", lambda g=g: g(xt), _tensor_np))
+    for mode in ("jacfwd", "jacrev"):
+        g = getattr(tf, mode)(item)
+        g = tf.vmap(g) if batched else g
+        name = f"torch.func vmap({mode})" if batched else f"torch.func {mode}"
+        tools.append(Tool(name, lambda g=g: g(xt), _tensor_np))
     h = (lambda x: f(x).sum(0)) if batched else f
     per_sample = lambda J: np.moveaxis(_tensor_np(J), J.ndim - x.ndim, 0) if batched else _tensor_np(J)
     for vec in (False, True):
@@ -90,11 +89,12 @@ def torch_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
     return tools
 
 
-def jax_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
-    """``jax.jit(jax.vmap(jax.jacfwd(f)))`` and the same with jacrev (no vmap when not ``batched``)."""
-    jax = _jax()
-    if jax is None:
+def jax_tools(x: np.ndarray, f: Callable | None, batched: bool) -> list[Tool]:
+    """``jax.jit(jax.vmap(jax.jacfwd(f)))`` and the same with jacrev (no vmap when not ``batched``);
+    ``f`` is None when jax is not installed."""
+    if f is None:
         return [Tool("jax", None, note="jax not installed")]
+    jax = _jax()
     xj = jax.device_put(x)
     item = (lambda s: f(s[None])[0]) if batched else f
     tools = []
@@ -107,8 +107,9 @@ def jax_tools(x: np.ndarray, f: Callable, batched: bool) -> list[Tool]:
 
 
 # --- W1, W2: MLPs ------------------------------------------------------------------------
-def _mlp_params(sizes: list[int], dtype: Any, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(seed)
+def mlp_params(sizes: list[int], dtype: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded weights and biases of an MLP with layer widths ``sizes`` (also ``docs/make_figures.py``'s)."""
+    rng = np.random.default_rng(0)
     return [
         ((rng.standard_normal((n, m)) / np.sqrt(n)).astype(dtype), (0.1 * rng.standard_normal(m)).astype(dtype))
         for n, m in zip(sizes[:-1], sizes[1:])
@@ -123,7 +124,7 @@ def _mlp(params: list, x: Any, tanh: Callable) -> Any:
     return x
 
 
-def _mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
+def mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
     """The same MLP for NumPy, torch and JAX (weights converted once)."""
     f_np = lambda x: _mlp(params, x, np.tanh)
     torch, jax = _torch(), _jax()
@@ -138,31 +139,31 @@ def _mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
 
 
 def _anchors(x: np.ndarray, f_t: Callable | None, f_j: Callable | None, batched: bool) -> list[Tool]:
-    tools = torch_tools(x, f_t, batched) if f_t else [Tool("torch", None, note="torch not installed")]
-    return tools + (jax_tools(x, f_j, batched) if f_j else [Tool("jax", None, note="jax not installed")])
+    return torch_tools(x, f_t, batched) + jax_tools(x, f_j, batched)
 
 
 def w1(quick: bool, dtype: Any = np.float64) -> Workload:
     """Per-sample Jacobian of an MLP 16→256→256→16 (tanh) on a batch of 1024: K = 16 lanes."""
     B, K = (32 if quick else 1024), 16
-    f, f_t, f_j = _mlp_fns(_mlp_params([K, 256, 256, 16], dtype))
+    f, f_t, f_j = mlp_fns(mlp_params([K, 256, 256, 16], dtype))
     rng = np.random.default_rng(1)
     x = rng.standard_normal((B, K)).astype(dtype)
     stacked = rng.standard_normal(((1 + K) * B, K)).astype(dtype)
     tools = [Tool("dualjac", lambda: dj.batch_jacobian(f, x)), Tool("limit", lambda: f(stacked), None)]
-    name = np.dtype(dtype).name
-    title = f"per-sample Jacobian, MLP 16→256→256→16 tanh, B={B}, K={K} lanes, {name}"
-    return Workload(f"W1 f{np.dtype(dtype).itemsize * 8}", title, tools + _anchors(x, f_t, f_j, True), name)
+    dt = np.dtype(dtype)
+    title = f"per-sample Jacobian, MLP 16→256→256→16 tanh, B={B}, K={K} lanes, {dt.name}"
+    return Workload(f"W1 f{dt.itemsize * 8}", title, tools + _anchors(x, f_t, f_j, True), dt.name)
 
 
 def w2(quick: bool) -> Workload:
     """Jacobian of an MLP 64→512→512→64 (tanh) at one input: K = 64 lanes."""
     K = 64
-    f, f_t, f_j = _mlp_fns(_mlp_params([K, 512, 512, 64], np.float64))
+    f, f_t, f_j = mlp_fns(mlp_params([K, 512, 512, 64], np.float64))
     rng = np.random.default_rng(2)
     x = rng.standard_normal(K)
     stacked = rng.standard_normal((1 + K, K))
-    tools = [Tool("dualjac", lambda: dj.jacfwd(f)(x)), Tool("limit", lambda: f(stacked), None)]
+    jac = dj.jacfwd(f)  # built once, outside the timing, like the torch and JAX transforms
+    tools = [Tool("dualjac", lambda: jac(x)), Tool("limit", lambda: f(stacked), None)]
     title = f"Jacobian at one input, MLP 64→512→512→64 tanh, K={K} lanes"
     return Workload("W2", title, tools + _anchors(x, f_t, f_j, False))
 
@@ -207,7 +208,10 @@ def _cnn_jax(jax: Any, params: dict) -> Callable:
     return f
 
 
-def w4(quick: bool, chunks: tuple = (None, 64, 16)) -> Workload:
+CHUNKS = (None, 64, 16)  # the chunk sizes of W4's memory measurement
+
+
+def w4(quick: bool) -> Workload:
     """Per-sample Jacobian of a small CNN (16, 1, 28, 28) → (16, 10), via ``dualjac.torch.from_torch``:
     K = 784 input lanes against 10 outputs."""
     B = 2 if quick else 16
@@ -234,9 +238,9 @@ def w4(quick: bool, chunks: tuple = (None, 64, 16)) -> Workload:
     tools = [dual] + torch_tools(x, model, True)
     jax = _jax()
     if jax is not None:
-        params = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        params = {k: _tensor_np(v) for k, v in model.state_dict().items()}
         tools += jax_tools(x, _cnn_jax(jax, params), True)
-    extra = (lambda: chunk_memory(g, x, chunks)) if g is not None else None
+    extra = (lambda: chunk_memory(g, x, CHUNKS)) if g is not None else None
     return Workload("W4", title, tools, extra=extra)
 
 
@@ -267,12 +271,10 @@ def w5(quick: bool) -> Workload:
     if torch is not None:
         tf, af = torch.func, torch.autograd.functional
         ts = tuple(torch.tensor(v, dtype=torch.float64) for v in vals)
-        fwd, rev = tf.jacfwd(f, argnums=(0, 1, 2)), tf.jacrev(f, argnums=(0, 1, 2))
-        tools += [
-            Tool("torch AF.jacobian", lambda: af.jacobian(f, ts), grid),
-            Tool("torch.func jacfwd", lambda: fwd(*ts), grid),
-            Tool("torch.func jacrev", lambda: rev(*ts), grid),
-        ]
+        tools.append(Tool("torch AF.jacobian", lambda: af.jacobian(f, ts), grid))
+        for mode in ("jacfwd", "jacrev"):
+            g = getattr(tf, mode)(f, argnums=(0, 1, 2))
+            tools.append(Tool(f"torch.func {mode}", lambda g=g: g(*ts), grid))
     if jax is not None:
         xj = tuple(jax.device_put(x) for x in xs)
         for mode in ("jacfwd", "jacrev"):

@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,40 +31,16 @@ OUT = ROOT / "docs" / "figures"
 sys.path.insert(0, str(ROOT))
 
 import dualjac as dj  # noqa: E402
+from benchmarks.run import fmt, machine, median_time  # noqa: E402
+from benchmarks.workloads import mlp_fns, mlp_params  # noqa: E402
 
 
 # --- the machine ------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
+def figures_machine() -> dict:
+    """The benchmark's machine record, with matplotlib's version and the date (no time)."""
     import matplotlib
 
-    info = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "dualjac": dj.__version__,
-        "matplotlib": matplotlib.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        info["torch"] = None
-    return info
+    return machine() | {"matplotlib": matplotlib.__version__, "date": datetime.date.today().isoformat()}
 
 
 def write_machine(info: dict) -> None:
@@ -84,18 +57,6 @@ def write_machine(info: dict) -> None:
     print(f"wrote {OUT / 'machine.md'}")
 
 
-# --- timing -----------------------------------------------------------------------------
-def median_time(fn, repeats: int = 7, budget: float = 3.0) -> float:
-    fn()  # warm up (allocations, torch's dispatch caches)
-    times: list[float] = []
-    t_end = time.perf_counter() + budget
-    while len(times) < repeats and (len(times) < 3 or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 # --- figure 1: forward vs reverse -------------------------------------------------------
 def forward_vs_reverse(plt) -> None:
     import torch
@@ -105,28 +66,16 @@ def forward_vs_reverse(plt) -> None:
     rows = {"dualjac jacfwd": [], "torch.func.jacfwd": [], "torch.func.jacrev": []}
     rng = np.random.default_rng(0)
     for K in widths:
-        Ws = [rng.standard_normal(s) / np.sqrt(s[0]) for s in ((K, hidden), (hidden, hidden), (hidden, m))]
-        bs = [rng.standard_normal(s[1]) * 0.1 for s in ((K, hidden), (hidden, hidden), (hidden, m))]
-
-        def f_np(x, Ws=Ws, bs=bs):
-            h = np.tanh(x @ Ws[0] + bs[0])
-            h = np.tanh(h @ Ws[1] + bs[1])
-            return h @ Ws[2] + bs[2]
-
-        Wt, bt = [torch.from_numpy(W) for W in Ws], [torch.from_numpy(b) for b in bs]
-
-        def f_t(x, Wt=Wt, bt=bt):
-            h = torch.tanh(x @ Wt[0] + bt[0])
-            h = torch.tanh(h @ Wt[1] + bt[1])
-            return h @ Wt[2] + bt[2]
-
+        f_np, f_t, _ = mlp_fns(mlp_params([K, hidden, hidden, m], np.float64))  # the benchmark's MLP
         x = rng.standard_normal(K)
         xt = torch.from_numpy(x)
-        J = dj.jacfwd(f_np)(x)
-        assert np.allclose(J, torch.func.jacrev(f_t)(xt).numpy()), "dualjac and torch disagree"
-        rows["dualjac jacfwd"].append(median_time(lambda x=x: dj.jacfwd(f_np)(x)))
-        rows["torch.func.jacfwd"].append(median_time(lambda xt=xt: torch.func.jacfwd(f_t)(xt)))
-        rows["torch.func.jacrev"].append(median_time(lambda xt=xt: torch.func.jacrev(f_t)(xt)))
+        # the transforms are built once, outside the timing
+        jacs = {"dualjac jacfwd": (dj.jacfwd(f_np), x)}
+        jacs |= {f"torch.func.{mode}": (getattr(torch.func, mode)(f_t), xt) for mode in ("jacfwd", "jacrev")}
+        J = jacs["dualjac jacfwd"][0](x)
+        assert np.allclose(J, jacs["torch.func.jacrev"][0](xt).numpy()), "dualjac and torch disagree"
+        for name, (jac, arg) in jacs.items():
+            rows[name].append(median_time(lambda jac=jac, arg=arg: jac(arg)))
         print(f"  K={K:5d}  " + "  ".join(f"{k} {v[-1] * 1e3:8.3f} ms" for k, v in rows.items()))
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -201,9 +150,7 @@ def heatmap(plt) -> None:
     lim = float(np.abs(J_cnn).max()) or 1.0
     for k in range(n_out):
         ax = fig.add_subplot(grid[1, k])
-        ax.imshow(
-            J_cnn[k].reshape(J_cnn.shape[-2:]), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
-        )
+        ax.imshow(J_cnn[k].reshape(J_cnn.shape[-2:]), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"out {k}", fontsize=8)
@@ -256,9 +203,9 @@ def benchmarks(plt) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.axvline(1.0, color="C3", lw=0.8)
-        ax.set_title(f"{workload}: dualjac {_fmt_time(base)}", fontsize=10)
+        ax.set_title(f"{workload}: dualjac {fmt(base)}", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
-    for ax in axes.flat[len(rows):]:
+    for ax in axes.flat[len(rows) :]:
         ax.set_visible(False)
     fig.supxlabel("median time relative to dualjac (log scale; right of the red line: slower than dualjac)")
     fig.suptitle(f"python -m benchmarks.run ({data['machine'].get('allocator', '')})", fontsize=11)
@@ -268,10 +215,6 @@ def benchmarks(plt) -> None:
     plt.close(fig)
     fragment.write_text("![Benchmark results: each tool's time relative to dualjac](figures/benchmarks.png)\n")
     print(f"wrote {out} ({len(rows)} workloads)")
-
-
-def _fmt_time(s: float) -> str:
-    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     OUT.mkdir(parents=True, exist_ok=True)
-    write_machine(machine())
+    write_machine(figures_machine())
     todo = args.only or ["forward_vs_reverse", "heatmap", "benchmarks"]
     for name in todo:
         print(f"{name}:")

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from .dual import Dual
 from .errors import TangentLossError
+from .numpy_api import value
 from .rules import apply
 
 
@@ -68,12 +69,6 @@ class Node(NamedTuple):
     op: str | Callable[..., Any]
     args: tuple = ()
     params: dict = {}
-
-
-def _value(x: Any) -> Any:
-    while type(x) is Dual:
-        x = x.primal
-    return x
 
 
 @dataclass
@@ -135,7 +130,7 @@ class Graph:
 
 
 def _static(node: Node, args: list, kwargs: dict) -> Any:
-    out = node.op(*[_value(a) for a in args], **kwargs)
+    out = node.op(*[value(a) for a in args], **kwargs)
     # shapes, indices and boolean masks have no derivative; a float result computed
     # from a differentiated value would silently drop its tangent
     if getattr(getattr(out, "dtype", None), "kind", "b") in "fc" and any(type(a) is Dual for a in args):

@@ -34,12 +34,12 @@ class Spec:
     def args_for(self, rng: np.random.Generator, shape: Any, dtype: Any) -> tuple:
         if self.gen is not None:
             return tuple(self.gen(rng, shape, dtype))
-        shapes = (shape,) if _is_shape(shape) else tuple(shape)
+        shapes = (shape,) if is_shape(shape) else tuple(shape)
         lo, hi = self.domain
         return tuple(rng.uniform(lo, hi, size=s).astype(dtype) for s in shapes)
 
 
-def _is_shape(s: Any) -> bool:
+def is_shape(s: Any) -> bool:
     return isinstance(s, tuple) and all(isinstance(n, int) for n in s)
 
 
@@ -53,3 +53,19 @@ def all_specs() -> list[Spec]:
     dup = {n for n in names if names.count(n) > 1}
     assert not dup, f"duplicate spec names: {dup}"
     return out
+
+
+def draw(rng: np.random.Generator, shape: Any, dtype: Any, lo: float = -2.0, hi: float = 2.0) -> np.ndarray:
+    return rng.uniform(lo, hi, size=shape).astype(dtype)
+
+
+def on(x: Any, c: np.ndarray) -> Any:
+    """The constant ``c`` in the array library of ``x``, as a CuPy user would pass it (the
+    backend test runs specs with the differentiated inputs in a CuPy-like namespace)."""
+    import dualjac as dj
+    from dualjac.backend import array_namespace
+
+    while type(x) is dj.Dual:
+        x = x.primal
+    xp = array_namespace(x)
+    return c if xp is np else xp.asarray(c.tolist(), dtype=c.dtype)  # an explicit host-to-device copy

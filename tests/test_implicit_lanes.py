@@ -47,6 +47,14 @@ def _mlp_t(Ws, bs):
     return f
 
 
+def _assert_jacfwd_matches_jacrev(f, f_t, x, tol, chunk_size):
+    """``dj.jacfwd`` of ``f`` (several outputs) against torch's ``jacrev`` of its twin ``f_t``."""
+    J = dj.jacfwd(f, chunk_size=chunk_size)(x)
+    ref = jacrev(f_t)(_t(x))
+    for a, b in zip(J, ref, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), **tol)
+
+
 def _params(rng, dtype, n=7, h=5, m=3):
     Ws = [rng.standard_normal((n, h)).astype(dtype), rng.standard_normal((h, m)).astype(dtype)]
     bs = [rng.standard_normal(h).astype(dtype), rng.standard_normal(m).astype(dtype)]
@@ -71,7 +79,7 @@ def test_seeded_matmul_never_densifies(rng, no_dense, chunk_size):
     np.testing.assert_allclose(dj.batch_jacobian(lambda x: x @ w, xb, chunk_size=chunk_size), np.tile(w, (5, 1)))
 
 
-def test_fallback_still_densifies(rng):
+def test_fallback_still_densifies(rng, monkeypatch):
     """Where the shortcut does not apply (a 2-D item, a batched W) the dense rule runs."""
     calls = []
     dense = Diagonal.dense
@@ -80,13 +88,10 @@ def test_fallback_still_densifies(rng):
         calls.append(self.shape)
         return dense(self)
 
+    monkeypatch.setattr(Diagonal, "dense", spy)
     W = rng.standard_normal((4, 3))
     x = rng.standard_normal((2, 5, 4))  # batch of 2, item (5, 4)
-    try:
-        Diagonal.dense = spy
-        J = dj.batch_jacobian(lambda x: x @ W, x)
-    finally:
-        Diagonal.dense = dense
+    J = dj.batch_jacobian(lambda x: x @ W, x)
     assert calls
     ref = np.einsum("pq,jm->pmqj", np.eye(5), W)  # d(x W)[p, m] / dx[q, j]
     np.testing.assert_allclose(J, np.broadcast_to(ref, (2,) + ref.shape), rtol=1e-15)
@@ -132,14 +137,12 @@ def test_w_on_the_left_matches_torch(rng, no_dense, dtype, tol, chunk_size):
     def f_t(x):
         return torch.tanh(At @ torch.sin(x)), A3t @ x
 
-    J = dj.jacfwd(f, chunk_size=chunk_size)(x)
-    ref = jacrev(f_t)(_t(x))
-    for a, b in zip(J, ref):
-        np.testing.assert_allclose(a, b.numpy(), **tol)
+    _assert_jacfwd_matches_jacrev(f, f_t, x, tol, chunk_size)
 
 
 @pytest.mark.parametrize("dtype,tol", DTYPES)
-def test_both_operands_differentiated(rng, dtype, tol):
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_both_operands_differentiated(rng, dtype, tol, chunk_size):
     """x @ M(x): x's lanes stay implicit, M's tangent goes through the ordinary rule;
     and x @ x, where both sides are implicit."""
     A = rng.standard_normal((7, 4)).astype(dtype)
@@ -152,11 +155,7 @@ def test_both_operands_differentiated(rng, dtype, tol):
     def f_t(x):
         return torch.sin(x) @ (torch.cos(x)[:, None] * At), torch.exp(x) @ x
 
-    for chunk_size in (None, 3):
-        J = dj.jacfwd(f, chunk_size=chunk_size)(x)
-        ref = jacrev(f_t)(_t(x))
-        for a, b in zip(J, ref):
-            np.testing.assert_allclose(a, b.numpy(), **tol)
+    _assert_jacfwd_matches_jacrev(f, f_t, x, tol, chunk_size)
 
 
 @pytest.mark.parametrize("dtype,tol", DTYPES)
@@ -181,12 +180,15 @@ def test_hessian_matches_torch(rng, dtype, tol):
 
 
 def test_matches_dense_path(rng, monkeypatch):
-    """The same Jacobians as with the handlers switched off (the dense rule as reference)."""
+    """The same Jacobians as with the handlers switched off (the dense rule), both as torch's."""
     Ws, bs = _params(rng, np.float64)
     x, xb = rng.standard_normal(7), rng.standard_normal((4, 7))
-    f = _mlp_np(Ws, bs)
+    f, f_t = _mlp_np(Ws, bs), _mlp_t(Ws, bs)
+    ref = jacrev(f_t)(_t(x)).numpy(), vmap(jacrev(f_t))(_t(xb)).numpy()
     on = dj.jacfwd(f, chunk_size=3)(x), dj.batch_jacobian(f, xb, chunk_size=3)
     monkeypatch.setitem(rules.RULES, "matmul", rules.RULES["matmul"]._replace(diagonal=()))
     off = dj.jacfwd(f, chunk_size=3)(x), dj.batch_jacobian(f, xb, chunk_size=3)
-    for a, b in zip(on, off):
+    for a, b, r in zip(on, off, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(b, r, rtol=1e-12, atol=1e-12)

@@ -203,18 +203,20 @@ def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals
     """``factor * dx`` written into a reused buffer (``dualjac/buffers.py``), for the big dense lanes
     of an elementwise op: its rule is linear and pointwise in the tangent, so applied to a unit
     tangent it gives the factor. None where this does not apply: the caller runs the rule on dx."""
+    out = buffers.out_for((dx.shape[0],) + ans.shape, dx, dtype=ans.dtype)
+    if out is None:  # no pool here (CuPy, a Dual tangent, reuse turned off): the rule as written
+        return None
     try:
         factor = jvp_i(xp, ans, 1.0, *primals, **params)
     except (ZeroDivisionError, OverflowError):  # Python-scalar arithmetic (1.0 / 0): NumPy's order gives inf
         return None
     if type(factor) is float and factor == 1.0:
-        return dx
+        return dx  # ``out`` is dropped unused, and so is free again
     # a Dual of an outer transform (nested) cannot go into out=; an inf/nan factor may be finite in the
     # rule's own order of operations (-ans * dy / y against (-ans / y) * dy), so the rule decides
     if not buffers.plain(factor) or not xp.isfinite(factor).all():
         return None
-    out = buffers.out_for((dx.shape[0],) + ans.shape, factor, dx, dtype=ans.dtype)
-    return None if out is None else xp.multiply(factor, dx, out=out)
+    return xp.multiply(factor, dx, out=out)
 
 
 def _dense(t: Any) -> Any:

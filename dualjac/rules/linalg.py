@@ -112,6 +112,16 @@ def _matmul_dy(xp, ans, dy, x, y):
     return _left(xp, x, dy)
 
 
+def _c_product(xp, a, b):
+    """``a * b`` in C order (a GEMM's layout) for a strided view ``a``: NumPy writes it straight into
+    a C-order array (a reused buffer when it is big); elsewhere (CuPy, Duals) ``a`` is copied first."""
+    if not (buffers.plain(a) and buffers.plain(b)):
+        return a.copy() * b
+    shape = xp.broadcast_shapes(a.shape, b.shape)
+    out = buffers.out_for(shape, a, b)
+    return xp.multiply(a, b, out=xp.empty(shape, dtype=xp.result_type(a, b)) if out is None else out)
+
+
 def _matmul_diag_x(xp, ans, t, x, y):
     """``dx @ y`` for implicit identity lanes on x (``lanes.Diagonal``), no GEMM: with a 1-D
     item (x of shape ``lead + (n,)``), lane k of ``dx`` is ``values[..., s+k]`` at column
@@ -119,13 +129,9 @@ def _matmul_diag_x(xp, ans, t, x, y):
     if x.ndim != t.nlead + 1 or y.ndim > 2:
         return None  # item not 1-D, or y batched: the dense rule
     K, s = t.lanes, t.shift
-    v = xp.moveaxis(t.values[..., s : s + K], -1, 0).copy()  # (K, *lead), C order so the product is too
-    rows = y[s : s + K]  # (K, m), or (K,) for a vector y
-    if y.ndim == 1:
-        return v * rows.reshape((K,) + (1,) * t.nlead)
-    v, rows = v[..., None], rows.reshape((K,) + (1,) * t.nlead + (y.shape[-1],))
-    out = buffers.out_for(v.shape[:-1] + rows.shape[-1:], v, rows)
-    return v * rows if out is None else xp.multiply(v, rows, out=out)
+    v = xp.moveaxis(t.values[..., s : s + K], -1, 0)  # (K, *lead)
+    rows = y[s : s + K].reshape((K,) + (1,) * t.nlead + y.shape[1:])  # (K, 1, ..., m), or (K, 1, ...) for a vector y
+    return _c_product(xp, v if y.ndim == 1 else v[..., None], rows)
 
 
 def _matmul_diag_y(xp, ans, t, x, y):
@@ -134,14 +140,15 @@ def _matmul_diag_y(xp, ans, t, x, y):
     if y.ndim != 1 or t.nlead != 0:
         return None
     K, s = t.lanes, t.shift
-    return xp.moveaxis(x[..., s : s + K] * t.values[s : s + K], -1, 0).copy()  # C order, as a GEMM's
+    cols = xp.moveaxis(x[..., s : s + K], -1, 0)  # (K, ..., m)
+    return _c_product(xp, cols, t.values[s : s + K].reshape((K,) + (1,) * (cols.ndim - 1)))
 
 
 defrule("matmul", jvp=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmul_diag_y))
 
 
-# --- dot, vdot, inner, outer, tensordot ----------------------------------------------------
-def _tensordot_axes(axes, na, nb):
+# --- dot, inner, tensordot, vdot, outer ---------------------------------------------------
+def _tensordot_axes(na, nb, axes=2):
     """NumPy's ``axes`` (n, or a pair of ints / sequences) as two lists of nonnegative axes."""
     if isinstance(axes, numbers.Integral):
         n = int(axes)
@@ -152,66 +159,57 @@ def _tensordot_axes(axes, na, nb):
     return [int(i) % na if na else int(i) for i in aa], [int(i) % nb if nb else int(i) for i in ab]
 
 
-def _contract(xp, ts, a, b, axes_a, axes_b):
-    """Tangent of ``tensordot(a, b, (axes_a, axes_b))``: one GEMM per differentiated operand,
-    the lanes riding in a free dimension."""
-    da, db = ts
-    ta = tb = None
-    if da is not None:  # (K, a_free, b_free)
-        ta = xp.tensordot(da, b, axes=([i + 1 for i in axes_a], axes_b))
-    if db is not None:  # (a_free, K, b_free) -> (K, a_free, b_free)
-        tb = xp.moveaxis(xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b])), _ndim(a) - len(axes_a), 0)
-    return sum_parts((ta, tb))
-
-
-def _scaled(xp, ans, ts, a, b):
-    """Tangent of ``a * b`` where one of them is 0-d (dot, inner with a scalar)."""
-    da, db = ts
-    ta = None if da is None else lanes_to_rank(da, ans.ndim) * b
-    tb = None if db is None else a * lanes_to_rank(db, ans.ndim)
-    return sum_parts((ta, tb))
-
-
-def _dot_joint(xp, ans, ts, a, b):
+def _dot_axes(na, nb):
     # dot(a, b) sums a's last axis against b's second-to-last (b's only, if b is 1-D)
-    if _ndim(a) == 0 or _ndim(b) == 0:
-        return _scaled(xp, ans, ts, a, b)
-    return _contract(xp, ts, a, b, [a.ndim - 1], [max(b.ndim - 2, 0)])
+    return None if na == 0 or nb == 0 else ([na - 1], [max(nb - 2, 0)])
 
 
-def _inner_joint(xp, ans, ts, a, b):
+def _inner_axes(na, nb):
     # inner(a, b) sums the last axes of both
-    if _ndim(a) == 0 or _ndim(b) == 0:
-        return _scaled(xp, ans, ts, a, b)
-    return _contract(xp, ts, a, b, [a.ndim - 1], [b.ndim - 1])
+    return None if na == 0 or nb == 0 else ([na - 1], [nb - 1])
 
 
-def _tensordot_joint(xp, ans, ts, a, b, axes=2):
-    axes_a, axes_b = _tensordot_axes(axes, _ndim(a), _ndim(b))
-    return _contract(xp, ts, a, b, axes_a, axes_b)
+def _contraction(axes_of):
+    """The per-argument rules of ``tensordot(a, b, axes_of(a.ndim, b.ndim, **params))``: one GEMM
+    per differentiated operand, the lanes riding in a free dimension. ``axes_of`` gives None where
+    the op is the product ``a * b`` (dot and inner with a 0-d operand)."""
+
+    def da_rule(xp, ans, da, a, b, **params):
+        axes = axes_of(_ndim(a), _ndim(b), **params)
+        if axes is None:
+            return lanes_to_rank(da, ans.ndim) * b
+        return xp.tensordot(da, b, axes=([i + 1 for i in axes[0]], axes[1]))  # (K, a_free, b_free)
+
+    def db_rule(xp, ans, db, a, b, **params):
+        axes = axes_of(_ndim(a), _ndim(b), **params)
+        if axes is None:
+            return a * lanes_to_rank(db, ans.ndim)
+        axes_a, axes_b = axes
+        tb = xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b]))  # (a_free, K, b_free)
+        return xp.moveaxis(tb, _ndim(a) - len(axes_a), 0)
+
+    return da_rule, db_rule
 
 
-def _vdot_joint(xp, ans, ts, a, b):
-    # vdot(a, b) = sum(a.ravel() * b.ravel()) (real inputs)
-    da, db = ts
-    ta = None if da is None else da.reshape(da.shape[0], -1) @ _flat(xp, b)
-    tb = None if db is None else db.reshape(db.shape[0], -1) @ _flat(xp, a)
-    return sum_parts((ta, tb))
+def _vdot_da(xp, ans, da, a, b):
+    # vdot(a, b) = sum(a.ravel() * b.ravel()) (real inputs): symmetric in a and b
+    return da.reshape(da.shape[0], -1) @ _flat(xp, b)
 
 
-def _outer_joint(xp, ans, ts, a, b):
+def _outer_da(xp, ans, da, a, b):
     # outer(a, b)[i, j] = a.ravel()[i] * b.ravel()[j]
-    da, db = ts
-    ta = None if da is None else da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
-    tb = None if db is None else _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
-    return sum_parts((ta, tb))
+    return da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
 
 
-defrule("dot", joint=_dot_joint)
-defrule("inner", joint=_inner_joint)
-defrule("vdot", joint=_vdot_joint)
-defrule("outer", joint=_outer_joint)
-defrule("tensordot", primal=lambda xp, a, b, axes=2: xp.tensordot(a, b, axes=axes), joint=_tensordot_joint)
+def _outer_db(xp, ans, db, a, b):
+    return _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
+
+
+defrule("dot", jvp=_contraction(_dot_axes))
+defrule("inner", jvp=_contraction(_inner_axes))
+defrule("tensordot", jvp=_contraction(_tensordot_axes))
+defrule("vdot", jvp=(_vdot_da, lambda xp, ans, db, a, b: _vdot_da(xp, ans, db, b, a)))
+defrule("outer", jvp=(_outer_da, _outer_db))
 
 
 # --- einsum ----------------------------------------------------------------------------
@@ -233,15 +231,12 @@ def _einsum_joint(xp, ans, ts, *ops, subscripts):
     # x_1, ..., dx_i, ..., x_n) -> output prefixed by z
     ins, out = _einsum_parts(subscripts)
     z = next(c for c in string.ascii_letters if c not in subscripts)
-    total = None
-    for i, t in enumerate(ts):
-        if t is None:
-            continue
+
+    def term(i, t):
         spec = ",".join(z + s if j == i else s for j, s in enumerate(ins)) + "->" + z + out
-        args = ops[:i] + (t,) + ops[i + 1 :]
-        term = xp.einsum(spec, *args, optimize=len(ops) > 1)  # optimize: pairs go through BLAS
-        total = term if total is None else total + term
-    return total
+        return xp.einsum(spec, *ops[:i], t, *ops[i + 1 :], optimize=len(ops) > 1)  # optimize: pairs go through BLAS
+
+    return sum_parts(term(i, t) for i, t in enumerate(ts) if t is not None)
 
 
 defrule(
@@ -252,24 +247,11 @@ defrule(
 
 
 # --- trace, diagonal, tril, triu: linear ---------------------------------------------------
-def _trace_dx(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
-    return xp.trace(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
+def _on_axes(which):
+    def dx_rule(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
+        return getattr(xp, which)(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
 
-
-def _diagonal_dx(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
-    return xp.diagonal(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
-
-
-defrule(
-    "trace",
-    primal=lambda xp, x, offset=0, axis1=0, axis2=1: xp.trace(x, offset=offset, axis1=axis1, axis2=axis2),
-    jvp=(_trace_dx,),
-)
-defrule(
-    "diagonal",
-    primal=lambda xp, x, offset=0, axis1=0, axis2=1: xp.diagonal(x, offset=offset, axis1=axis1, axis2=axis2),
-    jvp=(_diagonal_dx,),
-)
+    return dx_rule
 
 
 def _triangle(which):
@@ -285,8 +267,10 @@ def _triangle(which):
     return dx_rule
 
 
-defrule("tril", primal=lambda xp, x, k=0: xp.tril(x, k=k), jvp=(_triangle("tril"),))
-defrule("triu", primal=lambda xp, x, k=0: xp.triu(x, k=k), jvp=(_triangle("triu"),))
+defrule("trace", jvp=(_on_axes("trace"),))
+defrule("diagonal", jvp=(_on_axes("diagonal"),))
+defrule("tril", jvp=(_triangle("tril"),))
+defrule("triu", jvp=(_triangle("triu"),))
 
 
 # --- np.linalg ---------------------------------------------------------------------------
@@ -303,25 +287,22 @@ def _solve_lanes(xp, a, r):
 
 
 def _solve_joint(xp, ans, ts, a, b):
-    # A X = B: dX = A^{-1} (dB - dA X). NumPy 2: b is a vector only when it is 1-D.
+    # A X = B: dX = A^{-1} (dB - dA X), one batched solve for both. NumPy 2: b is a vector only when it is 1-D.
     da, db = ts
     vec = b.ndim == 1
     x = ans[..., None] if vec else ans  # (..., n, m)
-    K = (da if da is not None else db).shape[0]
-    r = None
-    if db is not None:
-        r = lanes_to_rank(db[..., None] if vec else db, x.ndim)
-    if da is not None:
-        t = -_right(xp, da, x)
-        r = t if r is None else r + t
-    r = xp.broadcast_to(r, (K,) + x.shape)
-    dx = _solve_lanes(xp, a, r)
+    parts = (
+        None if db is None else lanes_to_rank(db[..., None] if vec else db, x.ndim),
+        None if da is None else _right(xp, da, -x),  # -(dA X): negate the small factor, not K lanes
+    )
+    r = sum_parts(parts)
+    dx = _solve_lanes(xp, a, xp.broadcast_to(r, r.shape[:1] + x.shape))
     return dx[..., 0] if vec else dx
 
 
 def _inv_dx(xp, ans, da, a):
     # d(A^{-1}) = -A^{-1} dA A^{-1}
-    return -_right(xp, _left(xp, ans, da), ans)
+    return _right(xp, _left(xp, -ans, da), ans)
 
 
 def _adjugate_t(xp, a):
@@ -365,7 +346,7 @@ def _pinv_dx(xp, ans, da, a, hermitian=False, rcond=None, rtol=None):
     p = ans
     m, n = a.shape[-2], a.shape[-1]
     dat = _mT(da)
-    out = -_right(xp, _left(xp, p, da), p)
+    out = _right(xp, _left(xp, -p, da), p)
     out = out + _right(xp, _left(xp, p @ _mT(p), dat), xp.eye(m, dtype=p.dtype) - a @ p)
     out = out + _right(xp, _left(xp, xp.eye(n, dtype=p.dtype) - p @ a, dat), _mT(p) @ p)
     return out

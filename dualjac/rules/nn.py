@@ -214,7 +214,7 @@ defrule(
     "prelu",
     primal=_prelu,
     jvp=(
-        lambda xp, ans, dx, x, w: xp.broadcast_to(xp.where(x >= 0, dx, _prelu_w(w, x.ndim) * dx), dx.shape),
+        lambda xp, ans, dx, x, w: xp.where(x >= 0, dx, _prelu_w(w, x.ndim) * dx),
         lambda xp, ans, dw, x, w: xp.where(x >= 0, 0 * x, x) * _prelu_w(dw, x.ndim, 1),
     ),
 )
@@ -245,7 +245,7 @@ def _dlog_softmax(xp, ans, dx, x, axis=-1):
 
 def _dlogsumexp(xp, ans, dx, x, axis=None, keepdims=False):
     a = neg_axes(axis, x.ndim)
-    s = xp.exp(x - _logsumexp(xp, x, axis=axis, keepdims=True))
+    s = xp.exp(x - (ans if keepdims else xp.expand_dims(ans, a)))  # the softmax, from the result
     return xp.sum(s * dx, axis=a, keepdims=keepdims)
 
 
@@ -255,13 +255,13 @@ defrule("logsumexp", primal=_logsumexp, jvp=(_dlogsumexp,))
 
 
 # --- linear and bilinear layers ---------------------------------------------------------------
-def _lin(xp, x, w):
+def _lin(x, w):
     """``x @ w.T`` as one GEMM over all leading axes of x."""
     return (x.reshape(-1, x.shape[-1]) @ w.T).reshape(x.shape[:-1] + (w.shape[0],))
 
 
 def _linear(xp, x, w, b=None):
-    y = _lin(xp, x, w)
+    y = _lin(x, w)
     return y if b is None else y + b
 
 
@@ -270,7 +270,7 @@ def _linear_joint(xp, ans, ts, x, w, b=None):
     K = next(t for t in ts if t is not None).shape[0]
     parts = []
     if dx is not None:  # lanes folded into the rows
-        parts.append(_lin(xp, dx, w))
+        parts.append(_lin(dx, w))
     if dw is not None:  # x @ dw[k].T for every lane k
         parts.append(xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape((K,) + ans.shape))
     if db is not None:
@@ -398,7 +398,13 @@ def _gemm(xp, w, cols, groups, out):
     return y.reshape(L + (cols.shape[0], n_out) + tuple(out))
 
 
+def _same(v):
+    return v
+
+
 def _conv_params(x, w, stride, padding, dilation):
+    """conv's plan ``(x_in, w_in, k, stride, pairs, dilation)``: the conv of ``x_in(x)`` with ``w_in(w)``
+    (here x and w as they are) with these kernel sizes, strides, padding pairs and dilations."""
     nd = w.ndim - 2
     if nd not in (1, 2):
         raise UnsupportedOpError(f"conv with {nd} spatial dimensions", "conv supports 1-D and 2-D convolutions")
@@ -412,11 +418,12 @@ def _conv_params(x, w, stride, padding, dilation):
         pairs = tuple((d * (n - 1) // 2, d * (n - 1) - d * (n - 1) // 2) for d, n in zip(dilation, k))
     else:
         pairs = tuple((p, p) for p in _tuple(padding, nd, "padding"))
-    return k, stride, pairs, dilation
+    return _same, _same, k, stride, pairs, dilation
 
 
 def _chan(b, ndim_after):
-    """A per-channel vector (*L, C) shaped to broadcast along the channel axis: (*L, C, 1, ...)."""
+    """A per-channel vector (*L, C) shaped to broadcast along the channel axis: (*L, C, 1, ...)
+    (``ndim_after <= 0``: as it is)."""
     return b.reshape(b.shape + (1,) * ndim_after)
 
 
@@ -443,30 +450,39 @@ def _conv_core(xp, x, w, k, stride, pairs, dilation, groups):
     return y
 
 
-def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    k, stride, pairs, dilation = _conv_params(x, w, stride, padding, dilation)
+def _conv_layer(xp, x, w, b, groups, plan):
+    """A conv layer (conv or conv_transpose) run as the plain conv its ``plan`` describes."""
+    x_in, w_in, *geom = plan
     batched = x.ndim == w.ndim
-    y = _conv_core(xp, x if batched else x[None], w, k, stride, pairs, dilation, groups)
+    y = _conv_core(xp, x_in(x if batched else x[None]), w_in(w), *geom, groups)
     y = y if batched else y[0]
     return y if b is None else y + _chan(b, w.ndim - 2)
 
 
-def _conv_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    # conv is bilinear: d conv(x, w) = conv(dx, w) + conv(x, dw); + db along the channel axis
+def _conv_layer_joint(xp, ans, ts, x, w, groups, plan):
+    # bilinear: d conv(x, w) = conv(dx, w) + conv(x, dw); + db along the channel axis
+    x_in, w_in, *geom = plan
     dx, dw, db = (list(ts) + [None])[:3]
     K = next(t for t in ts if t is not None).shape[0]
-    k, stride, pairs, dilation = _conv_params(x, w, stride, padding, dilation)
     xb = x if x.ndim == w.ndim else x[None]
     parts = []
     if dx is not None:  # lanes folded into the batch, which _conv_core runs in cache-sized chunks
-        dxb = dx.reshape((-1,) + xb.shape[1:])
-        parts.append(_conv_core(xp, dxb, w, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape))
+        dxb = x_in(dx.reshape((-1,) + xb.shape[1:]))
+        parts.append(_conv_core(xp, dxb, w_in(w), *geom, groups).reshape((K,) + ans.shape))
     if dw is not None:  # K weights against the one set of columns of x
-        cols, osz = _cols(xp, xb, k, stride, pairs, dilation, groups)
-        parts.append(_gemm(xp, dw, cols, groups, osz).reshape((K,) + ans.shape))
+        cols, osz = _cols(xp, x_in(xb), *geom, groups)
+        parts.append(_gemm(xp, w_in(dw), cols, groups, osz).reshape((K,) + ans.shape))
     if db is not None:
         parts.append(lanes_to_rank(_chan(db, w.ndim - 2), ans.ndim))
     return _sum_parts(xp, ans, parts)
+
+
+def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv_layer(xp, x, w, b, groups, _conv_params(x, w, stride, padding, dilation))
+
+
+def _conv_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv_layer_joint(xp, ans, ts, x, w, groups, _conv_params(x, w, stride, padding, dilation))
 
 
 defrule("conv", primal=_conv, joint=_conv_joint)
@@ -501,7 +517,9 @@ def _spread(xp, x, stride):
     return x
 
 
-def _convt_params(x, w, stride, padding, output_padding, dilation):
+def _convt_params(xp, w, stride, padding, output_padding, groups, dilation):
+    """conv_transpose's plan (as ``_conv_params``): a stride-1 conv of x spread by the stride with the
+    flipped weight (the maps apply to tangents alike: both are linear)."""
     nd = w.ndim - 2
     if nd not in (1, 2):
         raise UnsupportedOpError(
@@ -511,41 +529,19 @@ def _convt_params(x, w, stride, padding, output_padding, dilation):
     stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
     pad, opad = _tuple(padding, nd, "padding"), _tuple(output_padding, nd, "output_padding")
     pairs = tuple((d * (n - 1) - p, d * (n - 1) - p + o) for d, n, p, o in zip(dilation, k, pad, opad))
-    return k, stride, pairs, dilation
-
-
-def _conv_transpose_core(xp, x, wf, k, stride, pairs, dilation, groups):
-    ones = (1,) * len(k)
-    return _conv_core(xp, _spread(xp, x, stride), wf, k, ones, pairs, dilation, groups)
+    x_in = lambda v: _spread(xp, v, stride)  # noqa: E731
+    w_in = lambda v: _flip_weight(xp, v, groups, nd)  # noqa: E731
+    return x_in, w_in, k, (1,) * nd, pairs, dilation
 
 
 def _conv_transpose(xp, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    k, stride, pairs, dilation = _convt_params(x, w, stride, padding, output_padding, dilation)
-    batched = x.ndim == w.ndim
-    wf = _flip_weight(xp, w, groups, w.ndim - 2)
-    y = _conv_transpose_core(xp, x if batched else x[None], wf, k, stride, pairs, dilation, groups)
-    y = y if batched else y[0]
-    return y if b is None else y + _chan(b, w.ndim - 2)
+    plan = _convt_params(xp, w, stride, padding, output_padding, groups, dilation)
+    return _conv_layer(xp, x, w, b, groups, plan)
 
 
 def _conv_transpose_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    dx, dw, db = (list(ts) + [None])[:3]
-    K = next(t for t in ts if t is not None).shape[0]
-    nd = w.ndim - 2
-    k, stride, pairs, dilation = _convt_params(x, w, stride, padding, output_padding, dilation)
-    xb = x if x.ndim == w.ndim else x[None]
-    ones = (1,) * nd
-    parts = []
-    if dx is not None:
-        dxb = dx.reshape((-1,) + xb.shape[1:])
-        wf = _flip_weight(xp, w, groups, nd)
-        parts.append(_conv_transpose_core(xp, dxb, wf, k, stride, pairs, dilation, groups).reshape((K,) + ans.shape))
-    if dw is not None:
-        cols, osz = _cols(xp, _spread(xp, xb, stride), k, ones, pairs, dilation, groups)
-        parts.append(_gemm(xp, _flip_weight(xp, dw, groups, nd), cols, groups, osz).reshape((K,) + ans.shape))
-    if db is not None:
-        parts.append(lanes_to_rank(_chan(db, nd), ans.ndim))
-    return _sum_parts(xp, ans, parts)
+    plan = _convt_params(xp, w, stride, padding, output_padding, groups, dilation)
+    return _conv_layer_joint(xp, ans, ts, x, w, groups, plan)
 
 
 defrule("conv_transpose", primal=_conv_transpose, joint=_conv_transpose_joint)
@@ -612,9 +608,7 @@ def _avg_pool(xp, x, kernel_size, stride=None, padding=0, ceil_mode=False, count
     # or to the input itself; a 2-D divisor is the product of the two
     k, stride, pairs, dil, out = _pool_params(x, kernel_size, stride, padding, 1, ceil_mode)
     nd = len(k)
-    total = None
-    for slab in _slabs(_pad_spatial(xp, x, pairs), k, stride, dil, out):  # prod(k) adds: faster than a window sum
-        total = slab if total is None else total + slab
+    total = sum_parts(_slabs(_pad_spatial(xp, x, pairs), k, stride, dil, out))  # prod(k) adds: faster than a window sum
     L = x.shape[x.ndim - nd :]
     div = 1
     for i in range(nd):
@@ -662,21 +656,17 @@ defrule(
 
 
 # --- normalisation ---------------------------------------------------------------------------
-def _bn_shape(v, ndim):
-    """A (C,) per-channel vector broadcasting along axis 1 of an ``ndim``-array."""
-    return v.reshape((v.shape[-1],) + (1,) * (ndim - 2)) if ndim > 1 else v
-
-
 def _bn_lanes(dv, ndim):
-    """A (K, C) tangent of a per-channel vector, broadcasting with a (K, *x.shape) tangent."""
-    return dv.reshape((dv.shape[0],) + (1,) * (ndim > 1) + (dv.shape[1],) + (1,) * (ndim - 2))
+    """A (K, C) tangent of a per-channel vector (channels on axis 1 of an ``ndim``-array x),
+    broadcasting with a (K, *x.shape) tangent."""
+    return lanes_to_rank(_chan(dv, ndim - 2), ndim)
 
 
 def _batch_norm(xp, x, mean, var, weight=None, bias=None, eps=1e-5):
-    y = (x - _bn_shape(mean, x.ndim)) / xp.sqrt(_bn_shape(var, x.ndim) + eps)
+    y = (x - _chan(mean, x.ndim - 2)) / xp.sqrt(_chan(var, x.ndim - 2) + eps)
     if weight is not None:
-        y = y * _bn_shape(weight, x.ndim)
-    return y if bias is None else y + _bn_shape(bias, x.ndim)
+        y = y * _chan(weight, x.ndim - 2)
+    return y if bias is None else y + _chan(bias, x.ndim - 2)
 
 
 def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-5):
@@ -684,9 +674,9 @@ def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-
     # dy = r w (dx - dm) - (x - m) r^3 w dv / 2 + (x - m) r dw + db
     dx, dm, dv, dw, db = (list(ts) + [None] * 5)[:5]
     nd = x.ndim
-    r = 1 / xp.sqrt(_bn_shape(var, nd) + eps)
-    rw = r if weight is None else r * _bn_shape(weight, nd)
-    xm = x - _bn_shape(mean, nd)
+    r = 1 / xp.sqrt(_chan(var, nd - 2) + eps)
+    rw = r if weight is None else r * _chan(weight, nd - 2)
+    xm = x - _chan(mean, nd - 2)
     parts = []
     if dx is not None:
         parts.append(rw * dx)
@@ -757,8 +747,8 @@ def _grouped(x, G, lanes=0):
 def _group_norm(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
     y = _standardize(xp, _grouped(x, num_groups), -1, eps)[0].reshape(x.shape)
     if weight is not None:
-        y = y * _bn_shape(weight, x.ndim)
-    return y if bias is None else y + _bn_shape(bias, x.ndim)
+        y = y * _chan(weight, x.ndim - 2)
+    return y if bias is None else y + _chan(bias, x.ndim - 2)
 
 
 def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=1e-5):
@@ -767,7 +757,7 @@ def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=
     parts = []
     if dx is not None:
         t = _dstandardize(xp, xhat, r, _grouped(dx, num_groups, 1), -1).reshape(dx.shape)
-        parts.append(t if weight is None else t * _bn_shape(weight, x.ndim))
+        parts.append(t if weight is None else t * _chan(weight, x.ndim - 2))
     if dw is not None:
         parts.append(xhat.reshape(x.shape) * _bn_lanes(dw, x.ndim))
     if db is not None:

@@ -54,6 +54,17 @@ def _safe(xp, d):
     return xp.where(d == 0, 1, d)
 
 
+def _even(xp, hit, ax):
+    """``1/n`` at each of the ``n`` positions ``hit`` of every slice over ``ax``: torch's tie rule
+    (the tangent of an extremum is split evenly among tied entries)."""
+    return hit / xp.sum(hit, axis=ax, keepdims=True)
+
+
+def _dot(xp, ans, w, dx, ax):
+    """``sum(w dx)`` over ``ax``: the tangent of a reduction with weights ``w`` (shaped like x)."""
+    return _out(xp, ans, xp.sum(w.astype(ans.dtype, copy=False) * dx, axis=ax, keepdims=True))
+
+
 def _last(xp, x, ax):
     """Move axes ``ax`` of ``x`` to the end and flatten them into one (``x`` may carry lanes)."""
     k = len(ax)
@@ -94,16 +105,10 @@ defrule("prod", jvp=(_prod_jvp,))
 
 
 # --- max and min -------------------------------------------------------------------------
-def _split_evenly(xp, ans, dx, hit, ax):
-    """``dx`` averaged over the positions ``hit`` of each reduced slice (torch's tie rule)."""
-    w = hit / xp.sum(hit, axis=ax, keepdims=True)
-    return _out(xp, ans, xp.sum(w.astype(ans.dtype) * dx, axis=ax, keepdims=True))
-
-
 def _extremum_jvp(xp, ans, dx, x, axis=None, keepdims=False):
     # the tangent of the extremum, shared evenly among ties (a NaN result gets a NaN tangent, as in torch)
     ax = _axes(axis, x.ndim)
-    return _split_evenly(xp, ans, dx, x == _kept(xp, ans, x, ax), ax)
+    return _dot(xp, ans, _even(xp, x == _kept(xp, ans, x, ax), ax), dx, ax)
 
 
 defrule("amax", jvp=(_extremum_jvp,))
@@ -183,9 +188,7 @@ def _vector_weight(xp, x, n, ord, ax):
     if ord == 1:
         return xp.sign(x)
     if ord in (math.inf, -math.inf):  # the largest (smallest) |x_i|, ties split evenly
-        a = xp.abs(x)
-        hit = a == n
-        return xp.sign(x) * (hit / xp.sum(hit, axis=ax, keepdims=True))
+        return xp.sign(x) * _even(xp, xp.abs(x) == n, ax)
     if ord == 0:  # the number of nonzeros: piecewise constant
         return xp.zeros_like(x)
     # (sum |x|^p)^(1/p): d = sum |x|^(p-1) sign(x) dx / ||x||^(p-1), 0 at x_i = 0 and at x = 0
@@ -201,8 +204,7 @@ def _matrix_weight(xp, x, n, ord, row, col):
         # ord=+-1: max (min) over columns of the column sums of |x|; ord=+-inf: over rows, of row sums
         summed, picked = (row, col) if ord in (1, -1) else (col, row)
         s = xp.sum(xp.abs(x), axis=summed, keepdims=True)
-        hit = s == n
-        return xp.sign(x) * (hit / xp.sum(hit, axis=picked, keepdims=True))
+        return xp.sign(x) * _even(xp, s == n, picked)
     if ord in (2, -2, "nuc"):
         # with x = U diag(s) V^T: d s_i = u_i^T dx v_i, so the weight is u_i v_i^T (summed over
         # i for the nuclear norm); the tangent is undefined where the singular value is repeated
@@ -224,10 +226,7 @@ def _matrix_weight(xp, x, n, ord, row, col):
 
 
 def _norm_jvp(xp, ans, dx, x, ord=None, axis=None, keepdims=False):
-    if axis is None and ord is None:
-        ax = tuple(range(-x.ndim, 0))  # the 2-norm of all entries, whatever the rank
-    else:
-        ax = _axes(tuple(range(x.ndim)) if axis is None else axis, x.ndim)
+    ax = _axes(axis, x.ndim)
     if x.dtype.kind == "c":
         raise UnsupportedOpError("numpy.linalg.norm of a complex array", "only real inputs have a norm rule")
     n = _kept(xp, ans, x, ax)
@@ -237,7 +236,7 @@ def _norm_jvp(xp, ans, dx, x, ord=None, axis=None, keepdims=False):
         w = _matrix_weight(xp, x, n, ord, *ax)
     else:  # the Frobenius norm (axis=None, ord=None, any rank)
         w = _vector_weight(xp, x, n, None, ax)
-    return _out(xp, ans, xp.sum(w.astype(ans.dtype, copy=False) * dx, axis=ax, keepdims=True))
+    return _dot(xp, ans, w, dx, ax)
 
 
 defrule(

@@ -126,8 +126,9 @@ def check(
     if wrt == "params" and not any(p.requires_grad for _, p in named):
         what = type(module).__name__ if isinstance(module, torch.nn.Module) else "a plain function"
         raise ValueError(f"wrt='params' needs a torch.nn.Module with trainable parameters; {what} has none")
-    floats = [x for x in inputs if isinstance(x, torch.Tensor) and x.is_floating_point()]
-    dtype = next((p.dtype for _, p in named), floats[0].dtype if floats else torch.float32)
+    # only the floating inputs are differentiated (indices and masks stay fixed), on both sides
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    dtype = next((p.dtype for _, p in named), inputs[diff[0]].dtype if diff else torch.float32)
     dname = str(dtype).replace("torch.", "")
     r_default, a_default = DEFAULT_TOLERANCES.get(dname, DEFAULT_TOLERANCES["float32"])
     rtol = r_default if rtol is None else rtol
@@ -135,22 +136,23 @@ def check(
 
     # torch, as the user runs it
     t0 = time.perf_counter()
-    t_blocks, names_out, names_in, diff = _torch_jacobian(torch, module, inputs, wrt, batched)
+    t_blocks, names_out, names_in = _torch_jacobian(torch, module, inputs, wrt, batched, diff)
     time_torch = time.perf_counter() - t0
 
     # dualjac, float64, same weights
     graph = from_torch(module, dtype=np.float64)
     xs = tuple(_to_numpy(x) for x in inputs)
-    split = (lambda jac: list(jac)) if len(names_out) > 1 else (lambda jac: [jac])  # one entry per output
+    n_out = len(names_out)
     t0 = time.perf_counter()
     if wrt == "params":
         jac = transforms.jacfwd(lambda p: graph(*xs, params=p), chunk_size=chunk_size)(graph.params)
-        d_blocks = [[J[name] for name in names_in] for J in split(jac)]
+        d_blocks = [[J[name] for name in names_in] for J in _per_output(jac, n_out)]
     elif batched:
-        d_blocks = [[J] for J in split(transforms.batch_jacobian(graph, xs[0], chunk_size=chunk_size))]
-    else:  # only the floating inputs are differentiated, as on the torch side
+        jac = transforms.batch_jacobian(graph, xs[0], chunk_size=chunk_size)
+        d_blocks = [[J] for J in _per_output(jac, n_out)]
+    else:
         jac = transforms.jacfwd(graph, argnums=tuple(diff), chunk_size=chunk_size)(*xs)
-        d_blocks = [list(J) for J in split(jac)]
+        d_blocks = [list(J) for J in _per_output(jac, n_out)]
     time_dualjac = time.perf_counter() - t0
 
     notes = []
@@ -160,7 +162,7 @@ def check(
             f"and the default tolerances are {dname}'s; cast the model and inputs to float64 for a tight check"
         )
     if wrt == "inputs" and len(diff) < len(inputs):
-        skipped = ", ".join(f"x{i}" if len(inputs) > 1 else "x" for i in range(len(inputs)) if i not in diff)
+        skipped = ", ".join(_input_names([i for i in range(len(inputs)) if i not in diff], len(inputs)))
         notes.append(f"not differentiated (not floating point): {skipped}")
     rows = []
     for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks)):
@@ -193,6 +195,15 @@ def _as_list(x: Any) -> list:
     return list(x) if isinstance(x, tuple | list) else [x]
 
 
+def _per_output(jac: Any, n_out: int) -> list:
+    """A Jacobian as one entry per output (a single output's may itself be a tuple, one per input)."""
+    return list(jac) if n_out > 1 else [jac]
+
+
+def _input_names(indices: list[int], n_inputs: int) -> list[str]:
+    return [f"x{i}" if n_inputs > 1 else "x" for i in indices]
+
+
 def _to_numpy(x: Any) -> Any:
     import torch
 
@@ -202,8 +213,9 @@ def _to_numpy(x: Any) -> Any:
     return x
 
 
-def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: bool):
-    """Jacobian blocks from torch.autograd, as lists [output][input-or-param]."""
+def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: bool, diff: list[int]):
+    """Jacobian blocks from torch.autograd, as lists [output][input-or-param]; ``diff``: the inputs to
+    differentiate (``wrt="inputs"``)."""
     from torch.autograd.functional import jacobian
 
     outs = module(*inputs)
@@ -218,10 +230,8 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
             return torch.func.functional_call(module, {**buffers, **dict(zip(names, ps))}, inputs)
 
         J = jacobian(f, tuple(params[n].detach() for n in names))
-        rows = [list(J[i]) for i in range(n_out)] if n_out > 1 else [list(J)]
-        return rows, names_out, names, []
-    diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
-    names_in = [f"x{i}" if len(inputs) > 1 else "x" for i in diff]
+        return [list(Jo) for Jo in _per_output(J, n_out)], names_out, names
+    names_in = _input_names(diff, len(inputs))
     if batched:
         x = inputs[0]
         # rows are independent, so the sum over the batch leaves each row's own Jacobian
@@ -231,7 +241,7 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
         for Jo, o in zip(J, _as_list(outs)):
             k = o.dim() - 1
             rows.append([Jo.movedim(k, 0)])
-        return rows, names_out, names_in, diff
+        return rows, names_out, names_in
 
     def f(*floats):  # the non-floating inputs (indices, masks) stay fixed
         args = list(inputs)
@@ -240,5 +250,4 @@ def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: b
         return module(*args)
 
     J = jacobian(f, tuple(inputs[i] for i in diff))
-    rows = [list(J[i]) for i in range(n_out)] if n_out > 1 else [list(J)]
-    return rows, names_out, names_in, diff
+    return [list(Jo) for Jo in _per_output(J, n_out)], names_out, names_in

@@ -52,6 +52,7 @@ from torch import nn
 from ..backend import array_namespace
 from ..errors import UnsupportedOpError
 from ..graph import Graph, Node, Ref
+from ..numpy_api import _pos_axes
 
 
 class UntraceableModuleError(UnsupportedOpError):
@@ -139,8 +140,7 @@ class _Builder:
         self.dtype = None if dtype is None else _torch_dtype(dtype)
         self.inputs: list[str] = []
         self.nodes: list[Node] = []
-        self.static: set[str] = set()
-        self.used: set[str] = set()
+        self.ops: dict[str, str | Callable[..., Any]] = {}  # node name -> op (a callable: a static node)
         self.fx_node: fx.Node | None = None
         self.count = 0
         self.params: dict[str, Any] = {}
@@ -163,22 +163,20 @@ class _Builder:
         return a
 
     def emit(self, op: str | Callable[..., Any], *args: Any, **params: Any) -> Ref:
-        """Append a node named after the fx node (``name``, then ``name.1``, ... for static values)."""
+        """Append a node named after the fx node (``name``, then ``name.1``, ... for static values).
+
+        ``op`` is a rule name, or a Python function of the arguments' values: a *static* node.
+        """
         base = self.fx_node.name if self.fx_node is not None else "_"
         self.count += 1
-        name = base if isinstance(op, str) and base not in self.used else f"{base}.{self.count}"
-        self.used.add(name)
+        name = base if isinstance(op, str) and base not in self.ops else f"{base}.{self.count}"
+        self.ops[name] = op
         self.nodes.append(Node(name, op, args, params))
         return Ref("node", name)
 
-    def emit_static(self, fn: Callable[..., Any], *args: Any, **params: Any) -> Ref:
-        ref = self.emit(fn, *args, **params)
-        self.static.add(ref.name)
-        return ref
-
     def is_static(self, v: Any) -> bool:
         if isinstance(v, Ref):
-            return v.kind == "node" and v.name in self.static
+            return v.kind == "node" and not isinstance(self.ops[v.name], str)
         if isinstance(v, _Pieces):
             return False
         return not isinstance(v, (tuple, list)) or all(self.is_static(a) for a in v)
@@ -253,7 +251,7 @@ def _static_only(fn: Callable[..., Any]) -> Callable[..., Any]:
     def emit(b, *args):
         if not all(b.is_static(a) for a in args):
             raise b.unsupported(hint=f"{fn.__name__} works on Python numbers; use the torch function on tensors")
-        return b.emit_static(fn, *args)
+        return b.emit(fn, *args)
 
     return emit
 
@@ -308,7 +306,7 @@ class _Lowering(fx.Interpreter):
                 )
             raise self.b.unsupported()
         out = emit(self.b, *args, **kwargs)
-        if kwargs.get("inplace") and self.b.fx_node.args:
+        if kwargs.get("inplace") and self.b.fx_node.args:  # fx passes F.*'s inplace flag as a keyword
             self._rebind(self.b.fx_node.args[0], out)
         return out
 
@@ -358,82 +356,81 @@ def _as_shape(*parts: Any) -> tuple:
     return tuple(out)
 
 
-def _shape(x: Any) -> tuple:
-    return tuple(int(n) for n in np.shape(x))
-
-
 def _size(x: Any, dim: int | None = None) -> Any:
-    return _shape(x) if dim is None else _shape(x)[dim]
+    return np.shape(x) if dim is None else np.size(x, dim)
 
 
-def _ndim(x: Any) -> int:
-    return len(np.shape(x))
-
-
-def _numel(x: Any) -> int:
-    return math.prod(_shape(x))
+def _axis(dim: int, ndim: int) -> int:
+    """torch's ``dim`` as a nonnegative axis (out of range: NumPy's ``AxisError``)."""
+    return _pos_axes(dim, ndim)[0]
 
 
 def _flatten_shape(x: Any, start_dim: int = 0, end_dim: int = -1) -> tuple:
-    s = _shape(x)
+    s = np.shape(x)
     if not s:
         return (1,)
-    a, e = start_dim % len(s), end_dim % len(s)
+    a, e = _pos_axes((start_dim, end_dim), len(s))
     return s[:a] + (math.prod(s[a : e + 1]),) + s[e + 1 :]
 
 
 def _unflatten_shape(x: Any, dim: int, sizes: Any) -> tuple:
-    s = _shape(x)
-    d = dim % len(s)
+    s = np.shape(x)
+    d = _axis(dim, len(s))
     return s[:d] + tuple(sizes) + s[d + 1 :]
 
 
 def _squeeze_shape(x: Any, dim: Any = None) -> tuple:
-    s = _shape(x)
-    dims = range(len(s)) if dim is None else [d % max(len(s), 1) for d in ((dim,) if isinstance(dim, int) else dim)]
+    s = np.shape(x)
+    dims = range(len(s)) if dim is None else _pos_axes(dim, max(len(s), 1))  # a 0-d tensor has dim 0 and -1
     drop = {d for d in dims if s and s[d] == 1}
     return tuple(n for i, n in enumerate(s) if i not in drop)
 
 
 def _unsqueeze_shape(x: Any, dim: int) -> tuple:
-    s = _shape(x)
-    d = dim % (len(s) + 1)
+    s = np.shape(x)
+    d = _axis(dim, len(s) + 1)
     return s[:d] + (1,) + s[d:]
 
 
 def _expand_shape(x: Any, *sizes: Any) -> tuple:
     sizes = _as_shape(*sizes)
-    s = (1,) * (len(sizes) - _ndim(x)) + _shape(x)
+    s = (1,) * (len(sizes) - np.ndim(x)) + np.shape(x)
     return tuple(n if t == -1 else t for n, t in zip(s, sizes))
 
 
 def _swap_axes(x: Any, d0: int, d1: int) -> tuple:
-    order = list(range(_ndim(x)))
-    order[d0], order[d1] = order[d1], order[d0]
+    order = list(range(np.ndim(x)))
+    i, j = _pos_axes((d0, d1), len(order))
+    order[i], order[j] = order[j], order[i]
     return tuple(order)
 
 
+def _key_at(x: Any, dim: int, k: Any) -> tuple:
+    """The indexing key taking ``k`` (a slice or an int) along ``dim`` and everything elsewhere."""
+    return (slice(None),) * _axis(dim, np.ndim(x)) + (k,)
+
+
 def _chunk_key(x: Any, chunks: int, dim: int, i: int) -> tuple:
-    n = _shape(x)[dim]
+    n = np.size(x, dim)
     each = -(-n // chunks)
     if i < 0:  # x.chunk(2)[-1]: from the end of the pieces torch actually gives
         i += -(-n // each) if each else 0
     if not 0 <= i * each < n:
         raise IndexError(f"chunk {i} of {chunks} does not exist for size {n} (torch.chunk gives fewer pieces)")
-    return (slice(None),) * (dim % _ndim(x)) + (slice(i * each, min((i + 1) * each, n)),)
+    return _key_at(x, dim, slice(i * each, min((i + 1) * each, n)))
 
 
 def _split_key(x: Any, size: Any, dim: int, i: int) -> tuple:
-    n = _shape(x)[dim]
+    n = np.size(x, dim)
     sizes = list(size) if isinstance(size, (tuple, list)) else [size] * -(-n // size)
     start = sum(sizes[:i])
     if i >= len(sizes):
         raise IndexError(f"split piece {i} does not exist ({len(sizes)} pieces)")
-    return (slice(None),) * (dim % _ndim(x)) + (slice(start, min(start + sizes[i], n)),)
+    return _key_at(x, dim, slice(start, min(start + sizes[i], n)))
 
 
 def _unbind_key(x: Any, dim: int, i: int) -> tuple:
-    return (slice(None),) * (dim % _ndim(x)) + (i,)
+    return _key_at(x, dim, i)
 
 
 def _arg_extremum(fn: str) -> Callable[..., Any]:
@@ -446,23 +443,23 @@ def _arg_extremum(fn: str) -> Callable[..., Any]:
 
 
 def _legacy_softmax_dim(x: Any) -> int:
-    return 0 if _ndim(x) in (0, 1, 3) else 1  # torch's _get_softmax_dim for dim=None
+    return 0 if np.ndim(x) in (0, 1, 3) else 1  # torch's _get_softmax_dim for dim=None
 
 
 def _pad_width(x: Any, pad: Any) -> tuple:
     """torch's ``pad`` (last axis first: left, right, top, bottom, ...) as NumPy's pairs."""
     pairs = [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)]
-    return tuple([(0, 0)] * (_ndim(x) - len(pairs)) + pairs[::-1])
+    return tuple([(0, 0)] * (np.ndim(x) - len(pairs)) + pairs[::-1])
 
 
 def _causal_mask(q: Any, k: Any) -> Any:
-    L, S = _shape(q)[-2], _shape(k)[-2]
+    L, S = np.size(q, -2), np.size(k, -2)
     xp = array_namespace(q)
     return xp.tril(xp.ones((L, S), dtype=bool))
 
 
 def _inv_sqrt_last(q: Any) -> float:
-    return 1.0 / math.sqrt(_shape(q)[-1])
+    return 1.0 / math.sqrt(np.size(q, -1))
 
 
 def _mask_keep(mask: Any) -> Any:
@@ -475,33 +472,30 @@ def _mask_is_float(mask: Any) -> Any:
     return mask.dtype != bool
 
 
-def _axes_of(x: Any, dims: tuple) -> list:
-    return sorted({d % max(_ndim(x), 1) for d in dims})
+def _axes_of(x: Any, dims: tuple | None) -> list:
+    """``dims`` (None: all) as sorted nonnegative axes; a 0-d tensor has dim 0 and -1, as in torch."""
+    return list(range(np.ndim(x))) if dims is None else sorted(set(_pos_axes(dims, max(np.ndim(x), 1))))
 
 
 def _dims_last_order(x: Any, dims: tuple) -> tuple:
     ax = _axes_of(x, dims)
-    return tuple([d for d in range(_ndim(x)) if d not in ax] + ax)
+    return tuple([d for d in range(np.ndim(x)) if d not in ax] + ax)
 
 
-def _dims_last_shape(x: Any, dims: tuple) -> tuple:
-    ax, s = _axes_of(x, dims), _shape(x)
+def _dims_last_shape(x: Any, dims: tuple | None) -> tuple:
+    ax, s = _axes_of(x, dims), np.shape(x)
     return tuple(n for d, n in enumerate(s) if d not in ax) + (math.prod(s[d] for d in ax),)
 
 
-def _kept_shape(x: Any, dims: tuple) -> tuple:
+def _kept_shape(x: Any, dims: tuple | None) -> tuple:
     ax = _axes_of(x, dims)
-    return tuple(1 if d in ax else n for d, n in enumerate(_shape(x)))
+    return tuple(1 if d in ax else n for d, n in enumerate(np.shape(x)))
 
 
 def _any_finite_row(s: Any) -> Any:
     """Whether each row of attention scores has an unmasked entry (a boolean, kept last axis)."""
     xp = array_namespace(s)
     return xp.any(xp.isfinite(s), axis=-1, keepdims=True)
-
-
-def _ones_shape(x: Any) -> tuple:
-    return (1,) * _ndim(x)
 
 
 # --- sequences: chunk/split/unbind pieces and max(dim)'s (values, indices) -----------------
@@ -522,7 +516,7 @@ class _Pieces:
             return tuple(self[j] for j in range(self.count)[i])
         if not isinstance(i, numbers.Integral):
             raise self.b.unsupported(hint=f"index the pieces of chunk/split/unbind with an int, not {i!r}")
-        return self.b.emit("getitem", self.x, key=self.b.emit_static(self.key, self.x, *self.key_args, int(i)))
+        return self.b.emit("getitem", self.x, key=self.b.emit(self.key, self.x, *self.key_args, int(i)))
 
     def __iter__(self) -> Any:
         # without it, Python iterates through __getitem__ until IndexError: forever
@@ -546,11 +540,15 @@ def _dims(dim: Any) -> Any:
     return dim
 
 
-def _unary(op: str) -> Callable[..., Any]:
-    """``torch.exp(x, *, out)``, ``F.silu(x, inplace)``: one tensor in, one op."""
+def _unary(op: str, **settings: Any) -> Callable[..., Any]:
+    """One tensor in, one op: ``torch.exp(x, *, out)``, ``F.silu(x, inplace)``, ``F.elu(x, alpha=1.0, inplace)``.
 
-    def emit(b, x, inplace=False, *, out=None):
-        return b.emit(op, x)
+    ``settings``: torch's keyword names and defaults, in torch's order after ``x``; they are the
+    rule's params too. A trailing positional ``inplace`` falls outside them and is ignored.
+    """
+
+    def emit(b, x, *args, inplace=False, out=None, **kwargs):
+        return b.emit(op, x, **{**settings, **dict(zip(settings, args)), **kwargs})
 
     return emit
 
@@ -558,7 +556,7 @@ def _unary(op: str) -> Callable[..., Any]:
 def _binary(op: str, static_fn: Callable[..., Any]) -> Callable[..., Any]:
     def emit(b, x, y, *, alpha=None, rounding_mode=None, out=None):
         if b.is_static(x) and b.is_static(y):
-            return b.emit_static(static_fn, x, y)
+            return b.emit(static_fn, x, y)
         if alpha is not None and alpha != 1:
             y = b.emit("multiply", y, alpha)
         if rounding_mode is not None:
@@ -595,15 +593,8 @@ def _extremum(op: str, arg: str, pair: str) -> Callable[..., Any]:
             return b.emit(op, x, axis=None, keepdims=False)
         return MinMax(
             b.emit(op, x, axis=dim, keepdims=bool(keepdim)),
-            b.emit_static(_arg_extremum(arg), x, dim, bool(keepdim)),
+            b.emit(_arg_extremum(arg), x, dim, bool(keepdim)),
         )
-
-    return emit
-
-
-def _amax(op: str) -> Callable[..., Any]:
-    def emit(b, x, dim=(), keepdim=False, *, out=None):
-        return b.emit(op, x, axis=_dims(dim), keepdims=bool(keepdim))
 
     return emit
 
@@ -627,16 +618,13 @@ def _cumulative(op: str) -> Callable[..., Any]:
 
 def _vector_norm(b, x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
     dim = _dims(dim)
-    if dim is None:
-        n = b.emit("norm", b.emit("reshape", x, shape=(-1,)), ord=ord, axis=0)
-        return b.emit("reshape", n, shape=b.emit_static(_ones_shape, x)) if keepdim else n
     if isinstance(dim, tuple) and len(dim) == 1:
         dim = dim[0]
-    if isinstance(dim, tuple):  # the dims moved to the end and flattened: one vector norm, as torch's
-        moved = b.emit("transpose", x, axes=b.emit_static(_dims_last_order, x, dim))
-        flat = b.emit("reshape", moved, shape=b.emit_static(_dims_last_shape, x, dim))
+    if dim is None or isinstance(dim, tuple):  # the dims moved to the end and flattened: one vector norm
+        moved = x if dim is None else b.emit("transpose", x, axes=b.emit(_dims_last_order, x, dim))
+        flat = b.emit("reshape", moved, shape=b.emit(_dims_last_shape, x, dim))
         n = b.emit("norm", flat, ord=ord, axis=-1, keepdims=False)
-        return b.emit("reshape", n, shape=b.emit_static(_kept_shape, x, dim)) if keepdim else n
+        return b.emit("reshape", n, shape=b.emit(_kept_shape, x, dim)) if keepdim else n
     return b.emit("norm", x, ord=ord, axis=dim, keepdims=bool(keepdim))
 
 
@@ -664,7 +652,7 @@ def _shape_arg(b, *shape):
         return shape
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)) and all(isinstance(s, int) for s in shape[0]):
         return tuple(shape[0])
-    return b.emit_static(_as_shape, *shape)
+    return b.emit(_as_shape, *shape)
 
 
 def _reshape(b, x, *shape):
@@ -673,8 +661,13 @@ def _reshape(b, x, *shape):
     return b.emit("reshape", x, shape=_shape_arg(b, *shape))
 
 
-def _reshape_as(b, x, other):
-    return b.emit("reshape", x, shape=b.emit_static(_shape, other))
+def _shaped_as(op: str) -> Callable[..., Any]:
+    """``x.view_as(other)``, ``x.expand_as(other)``: ``op`` with ``other``'s shape."""
+
+    def emit(b, x, other):
+        return b.emit(op, x, shape=b.emit(np.shape, other))
+
+    return emit
 
 
 def _permute(b, x, *dims):
@@ -682,7 +675,7 @@ def _permute(b, x, *dims):
 
 
 def _transpose(b, x, dim0, dim1):
-    return b.emit("transpose", x, axes=b.emit_static(_swap_axes, x, dim0, dim1))
+    return b.emit("transpose", x, axes=b.emit(_swap_axes, x, dim0, dim1))
 
 
 def _t(b, x):
@@ -690,27 +683,23 @@ def _t(b, x):
 
 
 def _flatten(b, x, start_dim=0, end_dim=-1):
-    return b.emit("reshape", x, shape=b.emit_static(_flatten_shape, x, start_dim, end_dim))
+    return b.emit("reshape", x, shape=b.emit(_flatten_shape, x, start_dim, end_dim))
 
 
 def _unflatten(b, x, dim, sizes):
-    return b.emit("reshape", x, shape=b.emit_static(_unflatten_shape, x, dim, sizes))
+    return b.emit("reshape", x, shape=b.emit(_unflatten_shape, x, dim, sizes))
 
 
 def _squeeze(b, x, dim=None):
-    return b.emit("reshape", x, shape=b.emit_static(_squeeze_shape, x, dim))
+    return b.emit("reshape", x, shape=b.emit(_squeeze_shape, x, dim))
 
 
 def _unsqueeze(b, x, dim):
-    return b.emit("reshape", x, shape=b.emit_static(_unsqueeze_shape, x, dim))
+    return b.emit("reshape", x, shape=b.emit(_unsqueeze_shape, x, dim))
 
 
 def _expand(b, x, *sizes):
-    return b.emit("broadcast_to", x, shape=b.emit_static(_expand_shape, x, *sizes))
-
-
-def _expand_as(b, x, other):
-    return b.emit("broadcast_to", x, shape=b.emit_static(_shape, other))
+    return b.emit("broadcast_to", x, shape=b.emit(_expand_shape, x, *sizes))
 
 
 def _identity(b, x, *args, **kwargs):
@@ -725,16 +714,16 @@ def _to(b, x, *args, **kwargs):
 
 
 def _size_method(b, x, dim=None):
-    return b.emit_static(_size, x, dim)
+    return b.emit(_size, x, dim)
 
 
 def _getattr(b, x, name):
     if isinstance(x, MinMax):
         return getattr(x, name)
     if name == "shape":
-        return b.emit_static(_shape, x)
+        return b.emit(np.shape, x)
     if name == "ndim":
-        return b.emit_static(_ndim, x)
+        return b.emit(np.ndim, x)
     if name == "T":
         return _t(b, x)
     if name == "mT":
@@ -746,16 +735,17 @@ def _getitem(b, x, key):
     if isinstance(x, (tuple, list, _Pieces)):
         return x[key]
     if b.is_static(x):
-        return b.emit_static(operator.getitem, x, key)
+        return b.emit(operator.getitem, x, key)
     return b.emit("getitem", x, key=key if isinstance(key, tuple) else (key,))
 
 
-def _cat(b, tensors, dim=0, *, out=None):
-    return b.emit("concatenate", *tensors, axis=dim)
+def _joined(op: str) -> Callable[..., Any]:
+    """``torch.cat(tensors, dim)``, ``torch.stack(tensors, dim)``."""
 
+    def emit(b, tensors, dim=0, *, out=None):
+        return b.emit(op, *tensors, axis=dim)
 
-def _stack(b, tensors, dim=0, *, out=None):
-    return b.emit("stack", *tensors, axis=dim)
+    return emit
 
 
 def _chunk(b, x, chunks, dim=0):
@@ -795,12 +785,13 @@ def _clamp_max(b, x, max, *, out=None):  # clamp_max(x, max): max is _clamp's se
     return _clamp(b, x, None, max)
 
 
-def _matmul(b, x, y, *, out=None):
-    return b.emit("matmul", x, y)
+def _product(op: str) -> Callable[..., Any]:
+    """``torch.matmul(x, y, *, out)``, ``torch.dot(x, y, *, out)``."""
 
+    def emit(b, x, y, *, out=None):
+        return b.emit(op, x, y)
 
-def _dot(b, x, y, *, out=None):
-    return b.emit("dot", x, y)
+    return emit
 
 
 def _einsum(b, equation, *operands):
@@ -809,50 +800,18 @@ def _einsum(b, equation, *operands):
     return b.emit("einsum", *operands, subscripts=equation)
 
 
-# activations (torch.nn.functional signatures)
-def _relu(b, x, inplace=False):
-    return b.emit("relu", x)
-
-
+# activations (torch.nn.functional signatures); the one-tensor ones are _unary entries of _ACTIVATIONS
 def _relu6(b, x, inplace=False):
     return b.emit("hardtanh", x, min_val=0.0, max_val=6.0)
-
-
-def _leaky_relu(b, x, negative_slope=0.01, inplace=False):
-    return b.emit("leaky_relu", x, negative_slope=negative_slope)
 
 
 def _prelu(b, x, weight):
     return b.emit("prelu", x, weight)
 
 
-def _elu(b, x, alpha=1.0, inplace=False):
-    return b.emit("elu", x, alpha=alpha)
-
-
-def _celu(b, x, alpha=1.0, inplace=False):
-    return b.emit("celu", x, alpha=alpha)
-
-
-def _selu(b, x, inplace=False):
-    return b.emit("selu", x)
-
-
-def _gelu(b, x, approximate="none"):
-    return b.emit("gelu", x, approximate=approximate)
-
-
-def _softplus(b, x, beta=1.0, threshold=20.0):
-    return b.emit("softplus", x, beta=beta, threshold=threshold)
-
-
-def _hardtanh(b, x, min_val=-1.0, max_val=1.0, inplace=False):
-    return b.emit("hardtanh", x, min_val=min_val, max_val=max_val)
-
-
 def _softmax_like(op: str) -> Callable[..., Any]:
     def emit(b, x, dim=None, _stacklevel=3, dtype=None):
-        return b.emit(op, x, axis=b.emit_static(_legacy_softmax_dim, x) if dim is None else dim)
+        return b.emit(op, x, axis=b.emit(_legacy_softmax_dim, x) if dim is None else dim)
 
     return emit
 
@@ -938,13 +897,13 @@ def _embedding(b, input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if padding_idx is None:
         return rows
     # torch: the padding row gets no gradient (it is not trained), wherever it is looked up
-    at_padding = b.emit_static(_padding_mask, input, weight, padding_idx)
+    at_padding = b.emit(_padding_mask, input, weight, padding_idx)
     return b.emit("where", at_padding, b.emit("stop_gradient", rows), rows)
 
 
 def _padding_mask(idx: Any, weight: Any, padding_idx: int) -> Any:
     """Where ``idx`` is the padding index (negative: from the end, as torch), with a trailing axis."""
-    i = padding_idx if padding_idx >= 0 else _shape(weight)[0] + padding_idx
+    i = padding_idx if padding_idx >= 0 else np.size(weight, 0) + padding_idx
     return array_namespace(idx).asarray(idx == i)[..., None]
 
 
@@ -965,7 +924,7 @@ def _pad(b, x, pad, mode="constant", value=None):
     if mode not in _PAD_MODES:
         raise b.unsupported(hint=f"pad mode {mode!r} is not supported")
     kw = {"constant_values": 0.0 if value is None else value} if mode == "constant" else {}
-    return b.emit("pad", x, pad_width=b.emit_static(_pad_width, x, tuple(pad)), mode=_PAD_MODES[mode], **kw)
+    return b.emit("pad", x, pad_width=b.emit(_pad_width, x, tuple(pad)), mode=_PAD_MODES[mode], **kw)
 
 
 def _normalize(b, x, p=2.0, dim=1, eps=1e-12, out=None):
@@ -979,12 +938,10 @@ def _sdpa(b, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, 
     if enable_gqa:
         raise b.unsupported(hint="enable_gqa=True is not supported")
     # softmax(q k^T * scale + mask) v
-    kt = b.emit("transpose", key, axes=b.emit_static(_swap_axes, key, -2, -1))
-    s = b.emit(
-        "multiply", b.emit("matmul", query, kt), b.emit_static(_inv_sqrt_last, query) if scale is None else scale
-    )
+    kt = b.emit("transpose", key, axes=b.emit(_swap_axes, key, -2, -1))
+    s = b.emit("multiply", b.emit("matmul", query, kt), b.emit(_inv_sqrt_last, query) if scale is None else scale)
     if is_causal:
-        s = b.emit("where", b.emit_static(_causal_mask, query, key), s, -math.inf)
+        s = b.emit("where", b.emit(_causal_mask, query, key), s, -math.inf)
     if isinstance(attn_mask, Ref) and attn_mask.kind == "const" and b.constants[attn_mask.name].dtype == bool:
         s = b.emit("where", attn_mask, s, -math.inf)
     elif isinstance(attn_mask, Ref) and attn_mask.kind in ("const", "param"):  # a float buffer or parameter
@@ -992,12 +949,12 @@ def _sdpa(b, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, 
     elif attn_mask is not None:  # an input or a computed mask: its dtype is known only when the graph runs
         # boolean: where(mask, s, -inf) + 0; float: where(True, s, -inf) + mask, its tangent kept. Both
         # static nodes give booleans, which graph._static allows even from a differentiated mask.
-        keep, is_float = b.emit_static(_mask_keep, attn_mask), b.emit_static(_mask_is_float, attn_mask)
+        keep, is_float = b.emit(_mask_keep, attn_mask), b.emit(_mask_is_float, attn_mask)
         s = b.emit("add", b.emit("where", keep, s, -math.inf), b.emit("where", is_float, attn_mask, 0.0))
     if attn_mask is None:
         return b.emit("matmul", b.emit("softmax", s, axis=-1), value)
     # torch's safe softmax: a row the mask hides entirely (all -inf) attends to nothing (0), not NaN
-    alive = b.emit_static(_any_finite_row, s)
+    alive = b.emit(_any_finite_row, s)
     p = b.emit("softmax", b.emit("where", alive, s, 0.0), axis=-1)
     return b.emit("matmul", b.emit("where", alive, p, 0.0), value)
 
@@ -1017,9 +974,11 @@ _BINARY = {
     "ne": ("not_equal", operator.ne),
 }  # fmt: skip
 _ACTIVATIONS = {
-    "relu": _relu, "relu6": _relu6, "leaky_relu": _leaky_relu, "prelu": _prelu, "elu": _elu, "selu": _selu,
-    "celu": _celu, "gelu": _gelu, "silu": _unary("silu"), "mish": _unary("mish"), "softplus": _softplus,
-    "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"), "hardtanh": _hardtanh,
+    "relu": _unary("relu"), "relu6": _relu6, "leaky_relu": _unary("leaky_relu", negative_slope=0.01),
+    "prelu": _prelu, "elu": _unary("elu", alpha=1.0), "selu": _unary("selu"), "celu": _unary("celu", alpha=1.0),
+    "gelu": _unary("gelu", approximate="none"), "silu": _unary("silu"), "mish": _unary("mish"),
+    "softplus": _unary("softplus", beta=1.0, threshold=20.0), "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"),
+    "hardtanh": _unary("hardtanh", min_val=-1.0, max_val=1.0),
     "hardswish": _unary("hardswish"), "hardsigmoid": _unary("hardsigmoid"), "logsigmoid": _unary("log_sigmoid"),
     "softsign": _unary("softsign"), "tanhshrink": _unary("tanhshrink"), "softmax": _softmax_like("softmax"),
     "log_softmax": _softmax_like("log_softmax"),
@@ -1027,10 +986,11 @@ _ACTIVATIONS = {
 _SHARED = {  # the same emitter for torch.<name> and Tensor.<name>
     **{k: _unary(v) for k, v in _UNARY.items()},
     **{k: _binary(*v) for k, v in _BINARY.items()},
-    "rsqrt": _rsqrt, "relu": _relu, "softmax": _ACTIVATIONS["softmax"], "log_softmax": _ACTIVATIONS["log_softmax"],
-    "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "mv": _matmul, "dot": _dot,
-    "sum": _reduction("sum"), "mean": _reduction("mean"), "prod": _reduction("prod"),
-    "amax": _amax("amax"), "amin": _amax("amin"), "max": _extremum("amax", "argmax", "maximum"),
+    **{k: _ACTIVATIONS[k] for k in ("relu", "softmax", "log_softmax")},
+    "rsqrt": _rsqrt, "matmul": _product("matmul"), "mm": _product("matmul"), "bmm": _product("matmul"),
+    "mv": _product("matmul"), "dot": _product("dot"), "sum": _reduction("sum"), "mean": _reduction("mean"),
+    "prod": _reduction("prod"), "amax": _reduction("amax"), "amin": _reduction("amin"),
+    "max": _extremum("amax", "argmax", "maximum"),
     "min": _extremum("amin", "argmin", "minimum"), "var": _var("var"), "std": _var("std"),
     "cumsum": _cumulative("cumsum"), "cumprod": _cumulative("cumprod"), "norm": _norm, "logsumexp": _logsumexp,
     "reshape": _reshape, "permute": _permute, "transpose": _transpose, "swapaxes": _transpose, "t": _t,
@@ -1042,16 +1002,13 @@ _SHARED = {  # the same emitter for torch.<name> and Tensor.<name>
 FUNCTION_OPS: dict[Any, Callable[..., Any]] = {
     **{getattr(torch, k): v for k, v in _SHARED.items()},
     **{getattr(F, k): v for k, v in _ACTIVATIONS.items() if k not in ("sigmoid", "tanh")},  # those two trace as torch.*
-    torch.sigmoid: _ACTIVATIONS["sigmoid"], torch.selu: _selu, torch.celu: _celu, torch.prelu: _prelu,
-    torch.rsqrt: _rsqrt, torch.true_divide: _binary("divide", operator.truediv), torch.where: _where,
-    torch.cat: _cat, torch.concat: _cat, torch.concatenate: _cat, torch.stack: _stack, torch.einsum: _einsum,
+    **{getattr(torch, k): _ACTIVATIONS[k] for k in ("selu", "celu", "prelu")},
+    **{getattr(operator, k): _SHARED[k] for k in ("add", "sub", "mul", "pow", "gt", "lt", "ge", "le", "neg", "abs")},
+    operator.truediv: _SHARED["div"], torch.true_divide: _SHARED["div"], operator.matmul: _SHARED["matmul"],
+    operator.floordiv: _binary("floor_divide", operator.floordiv), torch.where: _where,
+    torch.cat: _joined("concatenate"), torch.concat: _joined("concatenate"),
+    torch.concatenate: _joined("concatenate"), torch.stack: _joined("stack"), torch.einsum: _einsum,
     torch.masked_fill: _masked_fill, torch.linalg.norm: _linalg_norm, torch.linalg.vector_norm: _vector_norm,
-    operator.add: _binary("add", operator.add), operator.sub: _binary("subtract", operator.sub),
-    operator.mul: _binary("multiply", operator.mul), operator.truediv: _binary("divide", operator.truediv),
-    operator.floordiv: _binary("floor_divide", operator.floordiv), operator.pow: _binary("power", operator.pow),
-    operator.matmul: _matmul, operator.neg: _unary("negative"), operator.abs: _unary("absolute"),
-    operator.gt: _binary("greater", operator.gt), operator.lt: _binary("less", operator.lt),
-    operator.ge: _binary("greater_equal", operator.ge), operator.le: _binary("less_equal", operator.le),
     operator.getitem: _getitem, getattr: _getattr, math.sqrt: _static_only(math.sqrt),
     F.linear: _linear, F.bilinear: _bilinear, F.conv1d: _conv, F.conv2d: _conv,
     F.conv_transpose1d: _conv_transpose, F.conv_transpose2d: _conv_transpose,
@@ -1065,10 +1022,10 @@ FUNCTION_OPS: dict[Any, Callable[..., Any]] = {
 
 METHOD_OPS: dict[str, Callable[..., Any]] = {
     **_SHARED,
-    "view": _reshape, "view_as": _reshape_as, "reshape_as": _reshape_as, "expand": _expand,
-    "expand_as": _expand_as, "contiguous": _identity, "clone": _identity, "to": _to, "float": _to, "double": _to,
-    "type_as": _to, "size": _size_method, "dim": lambda b, x: b.emit_static(_ndim, x),
-    "numel": lambda b, x: b.emit_static(_numel, x), "where": _where_method, "masked_fill": _masked_fill,
+    "view": _reshape, "view_as": _shaped_as("reshape"), "reshape_as": _shaped_as("reshape"), "expand": _expand,
+    "expand_as": _shaped_as("broadcast_to"), "contiguous": _identity, "clone": _identity, "to": _to, "float": _to,
+    "double": _to, "type_as": _to, "size": _size_method, "dim": lambda b, x: b.emit(np.ndim, x),
+    "numel": lambda b, x: b.emit(np.size, x), "where": _where_method, "masked_fill": _masked_fill,
 }  # fmt: skip
 
 
@@ -1106,23 +1063,6 @@ def _m_conv_transpose(b, m, path, x, output_size=None):
     )  # fmt: skip
 
 
-def _m_max_pool(nd):
-    def lower(b, m, path, x):
-        return _max_pool(nd)(b, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
-
-    return lower
-
-
-def _m_avg_pool(nd):
-    def lower(b, m, path, x):
-        cip = m.count_include_pad
-        return _avg_pool(nd)(
-            b, x, m.kernel_size, m.stride, m.padding, m.ceil_mode, cip, getattr(m, "divisor_override", None)
-        )
-
-    return lower
-
-
 def _m_batch_norm(b, m, path, x):
     if m.training:
         raise b.training(type(m).__name__)
@@ -1152,26 +1092,30 @@ def _m_embedding(b, m, path, idx):
     return _embedding(b, idx, b.attr(f"{path}.weight"), m.padding_idx, m.max_norm)
 
 
+_MAX_POOL = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVG_POOL = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")  # AvgPool1d: no divisor_override
+_ACTIVATION_MODULES = {  # nn.<Layer>: (its _ACTIVATIONS entry, the layer's attributes passed to it)
+    nn.ReLU: ("relu",), nn.ReLU6: ("relu6",), nn.LeakyReLU: ("leaky_relu", "negative_slope"), nn.ELU: ("elu", "alpha"),
+    nn.SELU: ("selu",), nn.CELU: ("celu", "alpha"), nn.GELU: ("gelu", "approximate"), nn.SiLU: ("silu",),
+    nn.Mish: ("mish",), nn.Softplus: ("softplus", "beta", "threshold"), nn.Sigmoid: ("sigmoid",),
+    nn.Tanh: ("tanh",), nn.Hardtanh: ("hardtanh", "min_val", "max_val"), nn.Hardswish: ("hardswish",),
+    nn.Hardsigmoid: ("hardsigmoid",), nn.LogSigmoid: ("logsigmoid",), nn.Softsign: ("softsign",),
+    nn.Tanhshrink: ("tanhshrink",), nn.Softmax: ("softmax", "dim"), nn.LogSoftmax: ("log_softmax", "dim"),
+}  # fmt: skip
+
 MODULE_OPS: dict[type, Callable[..., Any]] = {
     nn.Linear: _m_linear, nn.Bilinear: _m_bilinear, nn.Conv1d: _m_conv, nn.Conv2d: _m_conv,
     nn.ConvTranspose1d: _m_conv_transpose, nn.ConvTranspose2d: _m_conv_transpose,
-    nn.MaxPool1d: _m_max_pool(1), nn.MaxPool2d: _m_max_pool(2), nn.AvgPool1d: _m_avg_pool(1),
-    nn.AvgPool2d: _m_avg_pool(2),
-    nn.AdaptiveAvgPool1d: lambda b, m, path, x: _adaptive_avg_pool(1)(b, x, m.output_size),
-    nn.AdaptiveAvgPool2d: lambda b, m, path, x: _adaptive_avg_pool(2)(b, x, m.output_size),
+    nn.MaxPool1d: _module(_max_pool(1), *_MAX_POOL), nn.MaxPool2d: _module(_max_pool(2), *_MAX_POOL),
+    nn.AvgPool1d: _module(_avg_pool(1), *_AVG_POOL),
+    nn.AvgPool2d: _module(_avg_pool(2), *_AVG_POOL, "divisor_override"),
+    nn.AdaptiveAvgPool1d: _module(_adaptive_avg_pool(1), "output_size"),
+    nn.AdaptiveAvgPool2d: _module(_adaptive_avg_pool(2), "output_size"),
     nn.BatchNorm1d: _m_batch_norm, nn.BatchNorm2d: _m_batch_norm, nn.LayerNorm: _m_layer_norm,
     nn.GroupNorm: _m_group_norm, nn.Dropout: _m_dropout, nn.Dropout1d: _m_dropout, nn.Dropout2d: _m_dropout,
     nn.AlphaDropout: _m_dropout, nn.FeatureAlphaDropout: _m_dropout, nn.Embedding: _m_embedding,
     nn.Flatten: _module(_flatten, "start_dim", "end_dim"), nn.Unflatten: _module(_unflatten, "dim", "unflattened_size"),
     nn.Identity: lambda b, m, path, x, *a, **k: x,
-    nn.ReLU: _module(_relu), nn.ReLU6: _module(_relu6), nn.LeakyReLU: _module(_leaky_relu, "negative_slope"),
     nn.PReLU: lambda b, m, path, x: _prelu(b, x, b.attr(f"{path}.weight")),
-    nn.ELU: _module(_elu, "alpha"), nn.SELU: _module(_selu), nn.CELU: _module(_celu, "alpha"),
-    nn.GELU: _module(_gelu, "approximate"), nn.SiLU: _module(_ACTIVATIONS["silu"]),
-    nn.Mish: _module(_ACTIVATIONS["mish"]), nn.Softplus: _module(_softplus, "beta", "threshold"),
-    nn.Sigmoid: _module(_ACTIVATIONS["sigmoid"]), nn.Tanh: _module(_ACTIVATIONS["tanh"]),
-    nn.Hardtanh: _module(_hardtanh, "min_val", "max_val"), nn.Hardswish: _module(_ACTIVATIONS["hardswish"]),
-    nn.Hardsigmoid: _module(_ACTIVATIONS["hardsigmoid"]), nn.LogSigmoid: _module(_ACTIVATIONS["logsigmoid"]),
-    nn.Softsign: _module(_ACTIVATIONS["softsign"]), nn.Tanhshrink: _module(_ACTIVATIONS["tanhshrink"]),
-    nn.Softmax: _module(_ACTIVATIONS["softmax"], "dim"), nn.LogSoftmax: _module(_ACTIVATIONS["log_softmax"], "dim"),
+    **{t: _module(_ACTIVATIONS[f], *attrs) for t, (f, *attrs) in _ACTIVATION_MODULES.items()},
 }  # fmt: skip

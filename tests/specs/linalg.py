@@ -14,18 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import dualjac as dj
-from dualjac.backend import array_namespace
-from rule_specs import Spec
-
-
-def _on(x, c):
-    """The constant ``c`` in the array library of ``x`` (the backend test runs the differentiated
-    inputs in a CuPy-like namespace)."""
-    while type(x) is dj.Dual:
-        x = x.primal
-    xp = array_namespace(x)
-    return c if xp is np else xp.asarray(c.tolist(), dtype=c.dtype)
+from rule_specs import Spec, is_shape, on
 
 
 # --- generators ----------------------------------------------------------------------------
@@ -73,7 +62,7 @@ def _gen(*makers):
     """gen for a spec whose arguments are drawn by ``makers`` (one per argument, shapes in order)."""
 
     def gen(rng, shapes, dtype):
-        shapes = (shapes,) if all(isinstance(n, int) for n in shapes) else shapes
+        shapes = (shapes,) if is_shape(shapes) else shapes
         return tuple(np.asarray(m(rng, s)).astype(dtype) for m, s in zip(makers, shapes))
 
     return gen
@@ -179,13 +168,10 @@ def _slogdet_t(a):
     return sign + 0 * logabsdet, logabsdet  # sign's tangent as a real zero tensor, not a ZeroTensor
 
 
-def _einsum(subscripts):
-    return (lambda *ops: np.einsum(subscripts, *ops)), (lambda *ops: torch.einsum(subscripts, *ops))
-
-
-def _einsum_spec(name, subscripts, shapes, **kw):
-    f, t = _einsum(subscripts)
-    return Spec(name, f, shapes, torch=t, **kw)
+def _einsum_spec(name, subscripts, shapes):
+    return Spec(
+        name, lambda *ops: np.einsum(subscripts, *ops), shapes, torch=lambda *ops: torch.einsum(subscripts, *ops)
+    )
 
 
 SQ, SPD, FULL = _gen(_square), _gen(_spd), _gen(_full_rank)
@@ -210,7 +196,7 @@ SPECS = [
     ),
     Spec(
         "matmul-constant",
-        lambda x, y: (x @ _on(x, y), _on(x, y).T @ x.mT),
+        lambda x, y: (x @ on(x, y), on(x, y).T @ x.mT),
         [((2, 3), (3, 2)), ((2, 2, 3), (3, 2))],
         diff=(0,),
         torch=lambda x, y: (x @ y, y.T @ x.mT),
@@ -234,14 +220,14 @@ SPECS = [
     ),
     Spec(  # ndarray.dot(Dual) does not dispatch: only the Dual's method is ours
         "dot-method",
-        lambda x, y: x.dot(_on(x, y)),
+        lambda x, y: x.dot(on(x, y)),
         [((3,), (3,)), ((2, 3), (3, 2)), ((2, 2, 3), (2, 3, 2))],
         diff=(0,),
         torch=_dot_t,
     ),
     Spec(
         "dot-constant",
-        lambda x, y: (np.dot(x, _on(x, y)), np.dot(_on(x, y), x.T)),
+        lambda x, y: (np.dot(x, on(x, y)), np.dot(on(x, y), x.T)),
         [((2, 3), (3, 3))],
         diff=(0,),
         torch=lambda x, y: (x @ y, y @ x.T),
@@ -280,7 +266,7 @@ SPECS = [
     Spec("tensordot-axes-pairs", _tensordots, [((3, 2, 4), (4, 3, 5))], torch=_tensordots_t),
     Spec(
         "tensordot-constant",
-        lambda a, b: np.tensordot(_on(b, a), b, axes=([1], [0])),
+        lambda a, b: np.tensordot(on(b, a), b, axes=([1], [0])),
         [((2, 3), (3, 4))],
         diff=(1,),
         torch=lambda a, b: torch.tensordot(a, b, dims=([1], [0])),
@@ -307,7 +293,7 @@ SPECS = [
     _einsum_spec("einsum-three-shared", "bi,bij,bj->b", [((2, 3), (2, 3, 4), (2, 4))]),
     Spec(
         "einsum-spaces-and-constant",
-        lambda x, y: np.einsum(" ij , jk -> ik ", x, _on(x, y)),
+        lambda x, y: np.einsum(" ij , jk -> ik ", x, on(x, y)),
         [((2, 3), (3, 4))],
         diff=(0,),
         torch=lambda x, y: torch.einsum("ij,jk->ik", x, y),
@@ -343,7 +329,7 @@ SPECS = [
     ),
     Spec(
         "solve-constant-a",
-        lambda a, b: np.linalg.solve(_on(b, a), b),
+        lambda a, b: np.linalg.solve(on(b, a), b),
         [((3, 3), (3,)), ((2, 3, 3), (3, 2))],
         gen=_gen(_square, _uniform),
         diff=(1,),
@@ -351,7 +337,7 @@ SPECS = [
     ),
     Spec(
         "solve-constant-b",
-        lambda a, b: np.linalg.solve(a, _on(a, b)),
+        lambda a, b: np.linalg.solve(a, on(a, b)),
         [((3, 3), (3,)), ((3, 3), (2, 3, 2))],
         gen=_gen(_square, _uniform),
         diff=(0,),

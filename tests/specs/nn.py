@@ -11,21 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import dualjac as dj
-from dualjac.backend import array_namespace
 from dualjac.rules import apply
-from rule_specs import UNARY, Spec
-
-
-def _draw(rng, shape, dtype, lo=-2.0, hi=2.0):
-    return rng.uniform(lo, hi, size=shape).astype(dtype)
+from rule_specs import UNARY, Spec, draw, on
 
 
 def _at(*points):
     """x of the given shape with about half its entries exactly at the kinks ``points``."""
 
     def gen(rng, shape, dtype):
-        x = _draw(rng, shape, dtype, -4.0, 4.0)
+        x = draw(rng, shape, dtype, -4.0, 4.0)
         pick = rng.integers(0, len(points), size=shape)
         return (np.where(rng.random(shape) < 0.6, np.asarray(points)[pick], x).astype(dtype),)
 
@@ -74,8 +68,8 @@ ACTIVATIONS = [
 
 def _prelu_kink(rng, shapes, dtype):
     xs, ws = shapes
-    x = _draw(rng, xs, dtype)
-    return np.where(rng.random(xs) < 0.5, 0.0, x).astype(dtype), _draw(rng, ws, dtype, 0.1, 0.9)
+    x = draw(rng, xs, dtype)
+    return np.where(rng.random(xs) < 0.5, 0.0, x).astype(dtype), draw(rng, ws, dtype, 0.1, 0.9)
 
 
 PRELU = [
@@ -159,32 +153,22 @@ LINEAR = [
 
 
 # --- convolutions --------------------------------------------------------------------------------
-def _conv(nd, **p):
-    tf = F.conv1d if nd == 1 else F.conv2d
-    keys = ("stride", "padding", "dilation", "groups")
-    tp = {k: p[k] for k in keys if k in p}
-    return (
-        lambda x, w, b=None: apply("conv", x, w, b, **p),
-        lambda x, w, b=None: tf(x, w, b, **tp),
+_TORCH_CONV = {"conv": (F.conv1d, F.conv2d), "conv_transpose": (F.conv_transpose1d, F.conv_transpose2d)}
+
+
+def _conv_spec(name, nd, shapes, op="conv", **p):
+    """``op`` (an ``nd``-D conv or conv_transpose) against torch's twin."""
+    tf = _TORCH_CONV[op][nd - 1]
+    return Spec(
+        name,
+        lambda x, w, b=None: apply(op, x, w, b, **p),
+        shapes,
+        torch=lambda x, w, b=None: tf(x, w, b, **p),
     )
-
-
-def _convt(nd, **p):
-    tf = F.conv_transpose1d if nd == 1 else F.conv_transpose2d
-    return (
-        lambda x, w, b=None: apply("conv_transpose", x, w, b, **p),
-        lambda x, w, b=None: tf(x, w, b, **p),
-    )
-
-
-def _conv_spec(name, nd, shapes, **p):
-    fn, tfn = _conv(nd, **p)
-    return Spec(name, fn, shapes, torch=tfn)
 
 
 def _convt_spec(name, nd, shapes, **p):
-    fn, tfn = _convt(nd, **p)
-    return Spec(name, fn, shapes, torch=tfn)
+    return _conv_spec(name, nd, shapes, "conv_transpose", **p)
 
 
 CONV = [
@@ -213,22 +197,24 @@ CONV = [
 
 
 # --- pooling --------------------------------------------------------------------------------------
-def _max_pool(k, **p):
-    tf = F.max_pool1d if len(k) == 1 else F.max_pool2d
-    return (lambda x: apply("max_pool", x, k, **p)), (lambda x: tf(x, k, **p))
-
-
 def _ties(rng, shape, dtype):
     return (rng.integers(-1, 2, size=shape).astype(dtype),)
 
 
+_TORCH_POOL = {"max": (F.max_pool1d, F.max_pool2d), "avg": (F.avg_pool1d, F.avg_pool2d)}
+
+
 def _pool_spec(name, which, k, shapes, tie=False, **p):
-    if which == "max":
-        fn, tfn = _max_pool(k, **p)
-    else:
-        tf = F.avg_pool1d if len(k) == 1 else F.avg_pool2d
-        fn, tfn = (lambda x: apply("avg_pool", x, k, **p)), (lambda x: tf(x, k, **p))
-    return Spec(name, fn, shapes, torch=tfn, gen=_ties if tie else None, fd=not tie)
+    """``max_pool`` or ``avg_pool`` (``which``) with kernel ``k`` against torch's 1-D or 2-D twin."""
+    tf = _TORCH_POOL[which][len(k) - 1]
+    return Spec(
+        name,
+        lambda x: apply(f"{which}_pool", x, k, **p),
+        shapes,
+        torch=lambda x: tf(x, k, **p),
+        gen=_ties if tie else None,
+        fd=not tie,
+    )
 
 
 POOL = [
@@ -285,9 +271,9 @@ POOL = [
 def _bn_gen(affine):
     def gen(rng, shape, dtype):
         C = shape[1]
-        args = [_draw(rng, shape, dtype), _draw(rng, (C,), dtype), _draw(rng, (C,), dtype, 0.2, 2.0)]
+        args = [draw(rng, shape, dtype), draw(rng, (C,), dtype), draw(rng, (C,), dtype, 0.2, 2.0)]
         if affine:
-            args += [_draw(rng, (C,), dtype), _draw(rng, (C,), dtype)]
+            args += [draw(rng, (C,), dtype), draw(rng, (C,), dtype)]
         return args
 
     return gen
@@ -300,17 +286,8 @@ def _bn_t(x, m, v, w=None, b=None):
     return y if w is None else y * w.reshape(shape) + b.reshape(shape)
 
 
-def _on(x, c):
-    """The constant ``c`` in the array library of ``x`` (the backend test runs the differentiated
-    inputs in a CuPy-like namespace, where constants must be explicitly copied over)."""
-    while type(x) is dj.Dual:
-        x = x.primal
-    xp = array_namespace(x)
-    return c if xp is np else xp.asarray(c.tolist(), dtype=c.dtype)
-
-
 def _bn_stats_constant(x, m, v, w, b):
-    return apply("batch_norm", x, _on(x, m), _on(x, v), w, b, eps=1e-3)
+    return apply("batch_norm", x, on(x, m), on(x, v), w, b, eps=1e-3)
 
 
 NORM = [

@@ -91,32 +91,17 @@ def _torch_prod(x, dim, keepdim):
     return x
 
 
-def _torch_sum(x, dim, keepdim):
-    return torch.sum(x, tuple(range(x.ndim)) if dim is None else dim, keepdim=keepdim)
+def _all_dims(f):
+    """A torch reduction ``f(x, dim, keepdim=...)`` with ``dim=None`` meaning every axis."""
+    return lambda x, dim, keepdim: f(x, tuple(range(x.ndim)) if dim is None else dim, keepdim=keepdim)
 
 
-def _torch_mean(x, dim, keepdim):
-    return torch.mean(x, tuple(range(x.ndim)) if dim is None else dim, keepdim=keepdim)
+_torch_sum, _torch_mean = _all_dims(torch.sum), _all_dims(torch.mean)
+_torch_amax, _torch_amin = _all_dims(torch.amax), _all_dims(torch.amin)
 
 
-def _torch_amax(x, dim, keepdim):
-    return torch.amax(x, () if dim is None else dim, keepdim=keepdim)
-
-
-def _torch_amin(x, dim, keepdim):
-    return torch.amin(x, () if dim is None else dim, keepdim=keepdim)
-
-
-def _torch_std(ddof):
-    return lambda x, dim, keepdim: torch.std(x, dim, correction=ddof, keepdim=keepdim)
-
-
-def _torch_var(ddof):
-    return lambda x, dim, keepdim: torch.var(x, dim, correction=ddof, keepdim=keepdim)
-
-
-def _axes_spec(name, f, tf, **kw):
-    return Spec(f"{name}-axes", _over_axes(f), [(2, 3, 4)], torch=None if tf is None else _over_dims(tf), **kw)
+def _axes_spec(name, f, tf):
+    return Spec(f"{name}-axes", _over_axes(f), [(2, 3, 4)], torch=None if tf is None else _over_dims(tf))
 
 
 def _std_axes(f):
@@ -243,20 +228,9 @@ def _vector_norms_t(x):
     )
 
 
-def _norm_1d_ords(x):
-    return tuple(np.linalg.norm(x, o) for o in VECTOR_ORDS)
-
-
-def _norm_1d_ords_t(x):
-    return tuple(torch.linalg.norm(x, o) for o in VECTOR_ORDS)
-
-
-def _matrix_norms(x):
-    return tuple(np.linalg.norm(x, o) for o in MATRIX_ORDS)
-
-
-def _matrix_norms_t(x):
-    return tuple(torch.linalg.norm(x, o) for o in MATRIX_ORDS)
+def _ords(norm, ords):
+    """``norm(x, ord)`` for each ord (np.linalg.norm or its twin torch.linalg.norm)."""
+    return lambda x: tuple(norm(x, o) for o in ords)
 
 
 def _batched_matrix_norms(x):
@@ -271,26 +245,16 @@ def _batched_matrix_norms_t(x):
     )
 
 
+# (ord, axis) on a matrix: vector inf-norms along an axis, then the matrix norms that pick a row or column
+INF_NORMS = [(INF, -1), (-INF, 0), (INF, None), (1, None), (-1, None), (-INF, None)]
+
+
 def _inf_norms(x):
-    return (
-        np.linalg.norm(x, INF, axis=-1),
-        np.linalg.norm(x, -INF, axis=0),
-        np.linalg.norm(x, INF),
-        np.linalg.norm(x, 1),
-        np.linalg.norm(x, -1),
-        np.linalg.norm(x, -INF),
-    )
+    return tuple(np.linalg.norm(x, o, axis=a) for o, a in INF_NORMS)
 
 
 def _inf_norms_t(x):
-    return (
-        torch.linalg.vector_norm(x, INF, dim=-1),
-        torch.linalg.vector_norm(x, -INF, dim=0),
-        torch.linalg.matrix_norm(x, INF),
-        torch.linalg.matrix_norm(x, 1),
-        torch.linalg.matrix_norm(x, -1),
-        torch.linalg.matrix_norm(x, -INF),
-    )
+    return tuple(torch.linalg.norm(x, o, dim=a) for o, a in INF_NORMS)
 
 
 SPECS = [
@@ -409,8 +373,13 @@ SPECS = [
         torch=lambda x: torch.linalg.vector_norm(x, keepdim=True).reshape((1,) * x.ndim),
     ),
     Spec("norm-vector-ords", _vector_norms, [(3,), (2, 3)], torch=_vector_norms_t),
-    Spec("norm-1d-ords", _norm_1d_ords, [(3,)], torch=_norm_1d_ords_t),
-    Spec("norm-matrix-ords", _matrix_norms, [(2, 3), (3, 3), (3, 2)], torch=_matrix_norms_t),
+    Spec("norm-1d-ords", _ords(np.linalg.norm, VECTOR_ORDS), [(3,)], torch=_ords(torch.linalg.norm, VECTOR_ORDS)),
+    Spec(
+        "norm-matrix-ords",
+        _ords(np.linalg.norm, MATRIX_ORDS),
+        [(2, 3), (3, 3), (3, 2)],
+        torch=_ords(torch.linalg.norm, MATRIX_ORDS),
+    ),
     Spec("norm-matrix-axes", _batched_matrix_norms, [(2, 3, 4)], torch=_batched_matrix_norms_t),
     # the norm at a zero vector and at a zero entry: tangent 0 there (torch; central differences agree)
     Spec(

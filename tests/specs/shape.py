@@ -11,37 +11,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import dualjac as dj
-from dualjac.backend import array_namespace
 from dualjac.rules import apply
-from rule_specs import UNARY, Spec
-
-
-def _on(x, c):
-    """The constant ``c`` in the array library of ``x``, as a CuPy user would pass it (the
-    backend test runs specs with the differentiated inputs in a CuPy-like namespace)."""
-    while type(x) is dj.Dual:
-        x = x.primal
-    xp = array_namespace(x)
-    return c if xp is np else xp.asarray(c.tolist(), dtype=c.dtype)  # an explicit host-to-device copy
-
-
-def _draw(rng, shape, dtype, lo=-2.0, hi=2.0):
-    return rng.uniform(lo, hi, size=shape).astype(dtype)
+from rule_specs import UNARY, Spec, draw, on
 
 
 # --- generators for specs with constant (boolean / integer) arguments --------------------
 def _cond_xy(rng, shapes, dtype):
     """(cond, x, y): cond boolean of shapes[0], x and y floats of shapes[1], shapes[2]."""
     cs, xs, ys = shapes
-    return rng.random(cs) < 0.5, _draw(rng, xs, dtype), _draw(rng, ys, dtype)
+    return rng.random(cs) < 0.5, draw(rng, xs, dtype), draw(rng, ys, dtype)
 
 
 def _clip_ties(rng, shape, dtype):
     """x with entries exactly at lo and hi (and lo, hi arrays): the kinks of clip."""
-    lo = _draw(rng, shape, dtype, -1.0, -0.2)
-    hi = _draw(rng, shape, dtype, 0.2, 1.0)
-    x = _draw(rng, shape, dtype)
+    lo = draw(rng, shape, dtype, -1.0, -0.2)
+    hi = draw(rng, shape, dtype, 0.2, 1.0)
+    x = draw(rng, shape, dtype)
     u = rng.random(shape)
     x = np.where(u < 0.3, lo, np.where(u > 0.7, hi, x)).astype(dtype)
     return x, lo, hi
@@ -53,7 +38,7 @@ def _sort_ties(rng, shape, dtype):
 
 def _with_indices(lo, hi, ishape):
     def gen(rng, shape, dtype):
-        return _draw(rng, shape, dtype), rng.integers(lo, hi, size=ishape)
+        return draw(rng, shape, dtype), rng.integers(lo, hi, size=ishape)
 
     return gen
 
@@ -62,7 +47,7 @@ def _along(axis):
     """(x, indices) for take_along_axis: indices of x's shape (with repeats) along ``axis``."""
 
     def gen(rng, shape, dtype):
-        x = _draw(rng, shape, dtype)
+        x = draw(rng, shape, dtype)
         n = x.size if axis is None else shape[axis]
         ishape = (x.size,) if axis is None else shape
         return x, rng.integers(0, n, size=ishape)
@@ -291,7 +276,7 @@ def _setitem_const_value(x):
 
 
 def _setitem_broadcast_tangent(x):
-    y = x * _on(x, np.ones((2, 3)))  # y's tangent is a read-only broadcast view of x's
+    y = x * on(x, np.ones((2, 3)))  # y's tangent is a read-only broadcast view of x's
     y[0, 1] = 5.0
     y[1] = y[1] * y[0]
     return y
@@ -386,7 +371,7 @@ SPECS = [
     ),
     Spec(
         "concatenate-constant",
-        lambda x, y: np.concatenate([x, _on(x, y), 2 * x], axis=1),
+        lambda x, y: np.concatenate([x, on(x, y), 2 * x], axis=1),
         [((2, 3), (2, 1))],
         diff=(0,),
         torch=lambda x, y: torch.cat([x, y, 2 * x], dim=1),
@@ -405,7 +390,7 @@ SPECS = [
     ),
     Spec(
         "stack-constant",
-        lambda x, y: np.stack([_on(y, x), y], axis=-1),
+        lambda x, y: np.stack([on(y, x), y], axis=-1),
         [((2, 3), (2, 3))],
         diff=(1,),
         torch=lambda x, y: torch.stack([x, y], dim=-1),
@@ -483,14 +468,14 @@ SPECS = [
     # selection by condition and bounds
     Spec(
         "where",
-        lambda c, x, y: np.where(_on(x, c), x, y),
+        lambda c, x, y: np.where(on(x, c), x, y),
         [((3,), (3,), (3,)), ((3, 1), (1, 4), ()), ((), (2, 3), (3,))],
         gen=_cond_xy,
         torch=torch.where,
     ),
     Spec(
         "where-y-constant",
-        lambda c, x, y: np.where(_on(x, c), x, _on(x, y)),
+        lambda c, x, y: np.where(on(x, c), x, on(x, y)),
         [((2, 3), (2, 3), (2, 3)), ((3,), (), (3,))],
         gen=_cond_xy,
         diff=(1,),
@@ -498,7 +483,7 @@ SPECS = [
     ),
     Spec(
         "where-scalar",
-        lambda c, x, y: np.where(_on(x, c), x, 0.0) + np.where(_on(x, c), 1.0, x),
+        lambda c, x, y: np.where(on(x, c), x, 0.0) + np.where(on(x, c), 1.0, x),
         [((2, 3), (3,), ())],
         gen=_cond_xy,
         diff=(1,),
@@ -524,7 +509,7 @@ SPECS = [
     ),
     Spec(
         "clip-constant-bounds",
-        lambda x, lo, hi: x.clip(_on(x, lo), _on(x, hi)),
+        lambda x, lo, hi: x.clip(on(x, lo), on(x, hi)),
         [((2, 3), (2, 3), (3,))],
         diff=(0,),
         torch=lambda x, lo, hi: x.clamp(lo, hi),
@@ -556,7 +541,7 @@ SPECS = [
         "clip-crossed-bounds",
         np.clip,
         [((4,), (4,), (4,))],
-        gen=lambda r, s, d: (_draw(r, 4, d), _draw(r, 4, d, 0.5, 1.0), _draw(r, 4, d, -1.0, 0.4)),
+        gen=lambda r, s, d: (draw(r, 4, d), draw(r, 4, d, 0.5, 1.0), draw(r, 4, d, -1.0, 0.4)),
         torch=torch.clamp,
     ),
     # indexing
@@ -582,20 +567,20 @@ SPECS = [
     Spec("setitem-broadcast-tangent", _setitem_broadcast_tangent, [(3,)], torch=_setitem_broadcast_tangent_t),
     Spec(
         "setitem-constant-base",
-        lambda x, v: apply("setitem", _on(v, x), 2 * v, key=(slice(1, None), 0)),
+        lambda x, v: apply("setitem", on(v, x), 2 * v, key=(slice(1, None), 0)),
         [((3, 2), (2,))],
         diff=(1,),
     ),
     Spec(
         "take",
-        lambda x, i: (np.take(x, _on(x, i)), x.take(_on(x, i[:2]))),
+        lambda x, i: (np.take(x, on(x, i)), x.take(on(x, i[:2]))),
         [(3,), (2, 3)],
         gen=_with_indices(-3, 3, (4,)),
         torch=lambda x, i: (torch.take(x, i), torch.take(x, i[:2])),
     ),
     Spec(
         "take-axis",
-        lambda x, i: np.take(x, _on(x, i), axis=1),
+        lambda x, i: np.take(x, on(x, i), axis=1),
         [(2, 3)],
         gen=_with_indices(0, 3, (2, 2)),
         torch=lambda x, i: x[:, i],
@@ -608,21 +593,21 @@ SPECS = [
     ),
     Spec(
         "take_along_axis",
-        lambda x, i: np.take_along_axis(x, _on(x, i), axis=1),
+        lambda x, i: np.take_along_axis(x, on(x, i), axis=1),
         [(2, 3), (3, 2)],
         gen=_along(1),
         torch=lambda x, i: torch.take_along_dim(x, i, dim=1),
     ),
     Spec(
         "take_along_axis-0",
-        lambda x, i: np.take_along_axis(x, _on(x, i), axis=0),
+        lambda x, i: np.take_along_axis(x, on(x, i), axis=0),
         [(3,), (2, 3)],
         gen=_along(0),
         torch=lambda x, i: torch.take_along_dim(x, i, dim=0),
     ),
     Spec(
         "take_along_axis-none",
-        lambda x, i: np.take_along_axis(x, _on(x, i), axis=None),
+        lambda x, i: np.take_along_axis(x, on(x, i), axis=None),
         [(2, 3)],
         gen=_along(None),
         torch=lambda x, i: torch.take_along_dim(x, i),

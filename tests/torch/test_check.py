@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from zoo import EmbeddingModel  # noqa: E402
+
 import dualjac.torch as djt  # noqa: E402
 
 nn = torch.nn
@@ -86,19 +88,9 @@ def test_check_bad_arguments():
     assert np.isfinite(djt.check(_mlp(), x).time_dualjac)
 
 
-class _Embed(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(5, 3)
-        self.lin = nn.Linear(3, 2)
-
-    def forward(self, idx, x):
-        return self.lin(self.emb(idx).sum(1) * x)
-
-
 def test_check_differentiates_only_the_floating_inputs():
     torch.manual_seed(0)
-    model = _Embed().double().eval()
+    model = EmbeddingModel(5, 3, 2).double().eval()
     idx, x = torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64)
     report = djt.check(model, idx, x)
     assert report.ok, str(report)
@@ -129,7 +121,7 @@ def test_check_notes_say_what_was_not_compared_tightly():
     report = djt.check(_mlp(torch.float32), torch.randn(2, 4))
     assert report.ok and any("float32" in n and "tolerances" in n for n in report.notes)
     assert "note: torch ran the model in float32" in str(report)
-    model = _Embed().double().eval()
+    model = EmbeddingModel(5, 3, 2).double().eval()
     report = djt.check(model, torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64))
     assert report.notes == ["not differentiated (not floating point): x0"]
 

@@ -804,3 +804,14 @@ def test_embedding_padding_row_and_detach_have_torchs_zero_gradient(padding_idx)
     J = dj.jacfwd(lambda p: from_torch(model)(idx.numpy(), params=p))(from_torch(model).params)
     assert np.all(J["emb.weight"][..., padding_idx % 5, :] == 0) and np.all(J["table"][..., 4, :] == 0)
     assert np.any(J["emb.weight"][..., 0, :] != 0) and np.any(J["table"][..., 0, :] != 0)
+
+
+def test_a_positional_inplace_flag_is_followed():
+    class M(nn.Module):
+        def forward(self, x):
+            y = F.elu(x, 0.5, True)  # inplace=True by position (fx records it as a keyword): x now holds elu(x)
+            return x * 2 + y
+
+    x = torch.randn(3, 4, dtype=torch.float64)
+    g = from_torch(M())
+    np.testing.assert_allclose(g(x.numpy()), M()(x.clone()).numpy(), rtol=1e-12)

@@ -93,10 +93,12 @@ class GatedMLP(nn.Module):
 
 
 class EmbeddingModel(nn.Module):
-    def __init__(self):
+    """Integer indices and a float input: ``forward(idx, x)``, ``x`` of shape (B, dim)."""
+
+    def __init__(self, num=7, dim=4, out=3):
         super().__init__()
-        self.emb = nn.Embedding(7, 4)
-        self.lin = nn.Linear(4, 3)
+        self.emb = nn.Embedding(num, dim)
+        self.lin = nn.Linear(dim, out)
 
     def forward(self, idx, x):
         return self.lin(self.emb(idx).mean(dim=1) * x)
