@@ -39,7 +39,7 @@ def _flatten(tree: Any, leaves: list[Any]) -> TreeDef:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaultdict_of(factory: Any) -> Any:
     """A maker of defaultdicts with ``factory``: one per factory, so equal trees have equal treedefs."""
     return functools.partial(defaultdict, factory)

@@ -200,7 +200,9 @@ _act_select(
     lambda xp, x: x > -3,
     lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + as_dtype(ans, x < 3) * x / 6,
 )
-_act_select("hardsigmoid", lambda xp, x: xp.clip(x + 3, 0, 6) / 6, lambda xp, x: (x > -3) & (x < 3), lambda xp, ans, x: 1 / 6)
+_act_select(
+    "hardsigmoid", lambda xp, x: xp.clip(x + 3, 0, 6) / 6, lambda xp, x: (x > -3) & (x < 3), lambda xp, ans, x: 1 / 6
+)
 _act("softsign", lambda xp, x: x / (1 + xp.abs(x)), lambda xp, ans, x: 1 / ((1 + xp.abs(x)) * (1 + xp.abs(x))))
 _act("tanhshrink", lambda xp, x: x - xp.tanh(x), lambda xp, ans, x: xp.tanh(x) ** 2)
 
