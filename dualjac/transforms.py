@@ -61,6 +61,14 @@ config = Config()
 
 
 # --- inputs ---------------------------------------------------------------------------
+def _check_function(f: Any) -> None:
+    if any(c.__module__.startswith("torch") for c in type(f).__mro__[:-1]):
+        raise TypeError(
+            f"{type(f).__name__} is a torch module or function, which cannot run on dualjac's dual "
+            "arrays: lower it first with g = dualjac.torch.from_torch(module, example_input), then "
+            "differentiate g (dj.jacfwd(g), dj.batch_jacobian(g, x))"
+        )
+
 def _ready(x: Any) -> bool:
     """The common case, checked first: a NumPy floating array, or a Dual of an outer transform."""
     return type(x) is Dual or (type(x) is np.ndarray and x.dtype.kind == "f")
@@ -332,6 +340,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     >>> float(out), float(t)
     (0.0, 2.0)
     """
+    _check_function(f)
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp expects primals and tangents as tuples, e.g. jvp(f, (x,), (v,))")
     p_leaves, p_def = flatten(tuple(primals))
@@ -385,6 +394,8 @@ def jacfwd(
     >>> J.tolist()
     [[2.0, 0.0], [0.0, 4.0]]
     """
+
+    _check_function(f)
 
     def jac_f(*args: Any, **kwargs: Any) -> Any:
         n = len(args)
@@ -476,6 +487,7 @@ def batch_jacobian(
     >>> J.shape, J[0].tolist()
     ((5, 2, 2), [[1.0, 3.0], [2.0, 4.0]])
     """
+    _check_function(f)
     x = _check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
