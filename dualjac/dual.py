@@ -309,17 +309,26 @@ class Dual(NDArrayOperatorsMixin):
 
 
 def _where() -> str:
-    """`` in <function> (<file>:<line>)``: the first caller outside dualjac and NumPy, i.e. the code
-    that asked for the conversion (``np.asarray`` in the user's function, SciPy's logsumexp, ...)."""
-    frame = sys._getframe(2)
+    """`` in <function> (<file>:<line>)``: the code that asked for the conversion. That is the first
+    caller outside dualjac and NumPy, or, inside a library, the library function the user called
+    (``scipy.special.logsumexp``, not the private helper that calls ``np.asarray``)."""
+    frame, found, top = sys._getframe(2), None, None
     while frame is not None:
         mod = frame.f_globals.get("__name__", "")
-        if not mod.startswith(("dualjac.dual", "dualjac.numpy_api", "numpy")):
-            public = ".".join(p for p in mod.split(".") if not p.startswith("_")) or mod
-            name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
-            return f" in {public}.{name} ({frame.f_code.co_filename}:{frame.f_lineno})"
+        inside = mod.startswith(("dualjac", "numpy"))
+        if found is None and not inside:
+            found, top = frame, mod.split(".")[0]
+        elif found is not None:
+            if inside or mod.split(".")[0] != top or mod == "__main__":
+                break
+            found = frame
         frame = frame.f_back
-    return ""
+    if found is None:
+        return ""
+    mod = found.f_globals.get("__name__", "")
+    public = ".".join(p for p in mod.split(".") if not p.startswith("_")) or mod
+    name = getattr(found.f_code, "co_qualname", found.f_code.co_name)
+    return f" in {public}.{name} ({found.f_code.co_filename}:{found.f_lineno})"
 
 
 # numpy_api maps NumPy calls to rules; imported last because it needs Dual defined.

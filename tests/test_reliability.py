@@ -373,6 +373,12 @@ def test_tangent_loss_names_the_converting_function():
         dj.jacfwd(convert)(np.ones(2))
 
 
+def test_tangent_loss_inside_a_library_names_the_library_function():
+    sl = pytest.importorskip("scipy.linalg")
+    with pytest.raises(dj.TangentLossError, match=r"in scipy\.linalg\.expm "):
+        dj.jacfwd(lambda x: sl.expm(x))(np.eye(2))
+
+
 def test_torch_module_in_jacfwd_points_to_the_adapter():
     m = torch.nn.Linear(2, 2).double()
     with pytest.raises(TypeError, match="dualjac.torch.from_torch"):
@@ -405,7 +411,7 @@ def test_array_attributes_and_rounding_behave_as_on_arrays():
     assert seen == {"nbytes": 16, "itemsize": 8}
 
 
-# --- 14. conventions (docs/concepts/conventions.md): closed forms, and torch where it agrees ---------------------------
+# --- 14. conventions (docs/concepts/conventions.md): closed forms, and torch where it agrees ---
 nan = np.nan
 
 
