@@ -13,7 +13,6 @@ from .errors import (
     RowMixingError,
     TangentLossError,
     UnsupportedOpError,
-    ViewWriteError,
 )
 from .graph import Graph
 from .rules import RULES
@@ -24,7 +23,6 @@ __all__ = [
     "EscapedDualError",
     "NondeterministicFunctionError",
     "RowMixingError",
-    "ViewWriteError",
     "Dual",
     "Graph",
     "RULES",
