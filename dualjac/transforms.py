@@ -80,6 +80,8 @@ def _check_input(x: Any, what: str) -> Any:
         return x
     if isinstance(x, float):
         return np.asarray(x, dtype=np.float64)
+    if isinstance(x, np.floating):  # np.float32(0.5): a 0-d array of its own dtype
+        return np.asarray(x)
     if isinstance(x, (numbers.Integral, bool)):
         raise TypeError(
             f"{what} is the integer {x!r}: derivatives need floating-point inputs; pass {float(x)!r}"

@@ -385,6 +385,11 @@ def test_torch_module_in_jacfwd_points_to_the_adapter():
         dj.jacfwd(m)(np.ones(2))
 
 
+def test_numpy_scalars_are_inputs_of_their_own_dtype():
+    out, t = dj.jvp(np.sin, (np.float32(0.5),), (np.float32(1.0),))
+    assert out.dtype == np.float32 and np.isclose(t, np.cos(0.5))
+
+
 def test_transform_conveniences():
     f = lambda x, scale=1.0: x * scale
     np.testing.assert_allclose(dj.jacfwd(f)(np.ones(2), scale=3.0), 3 * np.eye(2))
