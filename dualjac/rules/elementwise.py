@@ -145,3 +145,10 @@ for _name in (
 
 # torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent)
 defrule("stop_gradient", primal=lambda xp, x: x, nondiff=True)
+defrule("round", primal=lambda xp, x, decimals=0: xp.round(x, decimals=decimals), nondiff=True)
+
+# real, imag and conj are linear over the reals: the same op on the tangent. Not ``elementwise``: on a
+# complex tangent they are not a factor times dx (imag(dx) != imag(1) dx).
+defrule("real", primal=lambda xp, x: xp.real(x), jvp=(lambda xp, ans, dx, x: xp.real(dx),))
+defrule("imag", primal=lambda xp, x: xp.imag(x), jvp=(lambda xp, ans, dx, x: xp.imag(dx),))
+defrule("conjugate", jvp=(lambda xp, ans, dx, x: xp.conjugate(dx),))
