@@ -250,8 +250,10 @@ def _convolve(a, v, mode="full"):
 
 def _correlate(a, v, mode="valid"):
     # correlate(a, v) = convolve(a, v[::-1]) for real arrays
-    v = _arr(v)
-    return _convolve(a, v[::-1] if np.ndim(v) else v, mode)
+    a, v = _arr(a), _arr(v)
+    if np.ndim(a) == 0 or np.ndim(v) == 0:
+        raise ValueError("object of too small depth for desired array")  # NumPy's error
+    return _convolve(a, v[::-1], mode)
 
 
 def _real_if_close(a, tol=100):

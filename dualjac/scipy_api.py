@@ -17,10 +17,7 @@ import sys
 from typing import Any
 
 # scipy.special ufunc name -> rule name (rules/special.py)
-SPECIAL = {
-    name: name
-    for name in "expit logit erf erfc erfinv gammaln digamma psi xlogy xlog1py log_ndtr ndtr".split()
-}
+SPECIAL = {name: name for name in "expit logit erf erfc erfinv gammaln digamma psi xlogy xlog1py log_ndtr ndtr".split()}
 SPECIAL["psi"] = "digamma"  # scipy.special.psi is digamma under its other name
 
 # the Python functions of scipy.special that cannot dispatch, and what to call instead

@@ -19,25 +19,15 @@ decomposition's own basis; ``F_ij = 1 / (l_j - l_i)`` off the diagonal, 0 on it)
 
 Where the eigen/singular values tie, the vectors are not unique and have no derivative (F is
 infinite): dualjac raises ``UnsupportedOpError`` naming the tie, rather than returning inf or
-NaN. The values alone (``eigvalsh``, ``svd(compute_uv=False)``) are fine there. Under nested
-transforms (``dj.hessian``) these rules would need a rule for their own factorisation of a Dual:
-they raise.
+NaN. The values alone (``eigvalsh``, ``svd(compute_uv=False)``) are fine there. Every step is a
+NumPy call that dispatches again on a lower-level Dual, so the rules differentiate twice (Hessians).
 """
 
 from __future__ import annotations
 
-from ..dual import Dual
 from ..errors import UnsupportedOpError
 from . import defrule
 from .linalg import _left, _mT, _pinv_dx, _right
-
-
-def _plain(what, *xs):
-    if any(type(x) is Dual for x in xs):
-        raise UnsupportedOpError(
-            f"second derivatives of {what}",
-            "the decomposition rules have first derivatives only (jacfwd, jvp), not under nested transforms",
-        )
 
 
 def _gaps(xp, vals, what, square=False):
@@ -67,14 +57,12 @@ def _in_basis(xp, left, d, right):
 
 # --- eigh, eigvalsh -----------------------------------------------------------------------------
 def _eigh_joint(xp, ans, ts, a, UPLO="L"):
-    _plain("numpy.linalg.eigh", a)
     w, q = ans
     c = _in_basis(xp, q, ts[0], q)
     return _diag(xp, c), _left(xp, q, _gaps(xp, w, "numpy.linalg.eigh") * c)
 
 
 def _eigvalsh_dx(xp, ans, da, a, UPLO="L"):
-    _plain("numpy.linalg.eigvalsh", a)
     _, q = xp.linalg.eigh(a, UPLO=UPLO)
     return _diag(xp, _in_basis(xp, q, da, q))
 
@@ -89,7 +77,6 @@ def _svd_primal(xp, a, full_matrices=True, compute_uv=True, hermitian=False):
 
 
 def _svd_joint(xp, ans, ts, a, full_matrices=True, compute_uv=True, hermitian=False):
-    _plain("numpy.linalg.svd", a)
     da = ts[0]
     m, n = a.shape[-2:]
     if not compute_uv:
@@ -129,7 +116,6 @@ defrule("svd", primal=_svd_primal, joint=_svd_joint)
 
 # --- eig (real spectrum) ------------------------------------------------------------------------
 def _eig_joint(xp, ans, ts, a):
-    _plain("numpy.linalg.eig", a)
     w, v = ans
     if w.dtype.kind == "c":
         raise UnsupportedOpError(
@@ -158,7 +144,6 @@ def _qr_square(xp, q, r, dx):
 
 
 def _qr_joint(xp, ans, ts, a, mode="reduced"):
-    _plain("numpy.linalg.qr", a)
     da = ts[0]
     m, n = a.shape[-2:]
     if mode not in ("reduced", "r", "complete") or (mode == "complete" and m > n):
@@ -182,7 +167,6 @@ defrule("qr", primal=lambda xp, a, mode="reduced": xp.linalg.qr(a, mode=mode), j
 
 # --- lstsq -------------------------------------------------------------------------------------
 def _lstsq_joint(xp, ans, ts, a, b, rcond=None):
-    _plain("numpy.linalg.lstsq", a, b)
     da, db = ts
     x, res, rank, s = ans
     vec = b.ndim == 1

@@ -144,6 +144,7 @@ for _name in (
 ):  # fmt: skip
     defrule(_name, nondiff=True)
 
+
 # torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent),
 # for every enclosing transform too (under dj.hessian, not only the innermost one)
 def _stop_gradient(xp, x):

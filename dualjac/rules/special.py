@@ -5,8 +5,11 @@ imported when a rule first runs, which only happens once the user has imported S
 ufuncs reach dualjac through ``__array_ufunc__``: see ``dualjac/scipy_api.py``) or calls a rule
 directly. The derivatives follow torch's ``torch.special`` (so ``dualjac.torch.check`` agrees):
 
-* ``xlogy(x, y) = x log y``: ``d/dx = log y`` where ``x != 0``, and 0 where ``x == 0`` (the value
-  is 0 there whatever ``y``); ``d/dy = x / y``. ``xlog1py`` likewise with ``log1p y``, ``x / (1 + y)``.
+* ``xlogy(x, y) = x log y`` (0 where ``x == 0``, whatever ``y``): ``d/dx = log y``, and 0 at
+  ``x == y == 0`` (no derivative there); ``d/dy = x / y``, and 0 where ``x == 0`` (the value is 0
+  along that line). torch masks ``d/dx`` to 0 at every ``x == 0``; at ``x == 0, y > 0`` the
+  derivative is ``log y``, which is what dualjac (and JAX) give. ``xlog1py`` likewise with
+  ``log1p y`` and ``1 + y``.
 * ``digamma' = polygamma(1, .)``, ``polygamma(n, .)' = polygamma(n + 1, .)``: each factor goes
   through ``apply``, so it differentiates again (Hessians).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib
 import math
 
+from ..dual import Dual
 from . import apply, defrule
 
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -37,7 +41,6 @@ def _ufunc(name):
 
 def _elementwise(name, *jvp):
     defrule(name, primal=_ufunc(name), jvp=jvp, elementwise=True)
-
 
 
 def _dsinc(xp, x):
@@ -65,18 +68,20 @@ _elementwise("log_ndtr", lambda xp, ans, dx, x: xp.exp(-0.5 * x * x - ans) / SQR
 _elementwise("gammaln", lambda xp, ans, dx, x: apply("digamma", x) * dx)
 _elementwise("digamma", lambda xp, ans, dx, x: apply("polygamma", x, n=1) * dx)
 defrule(
-    "polygamma",  # scipy.special.polygamma(n, x) is a Python function: reach this rule with apply
-    primal=lambda xp, x, n: special(xp).polygamma(n, x),
+    # scipy.special.polygamma(n, x) is a Python function, not a ufunc: reach this rule with apply (a lower-level
+    # Dual, under nested transforms, too)
+    "polygamma",
+    primal=lambda xp, x, n: apply("polygamma", x, n=n) if type(x) is Dual else special(xp).polygamma(n, x),
     jvp=(lambda xp, ans, dx, x, n: apply("polygamma", x, n=n + 1) * dx,),
     elementwise=True,
 )
 _elementwise(
     "xlogy",
-    lambda xp, ans, dx, x, y: xp.where(x == 0, 0 * y, xp.log(y)) * dx,
-    lambda xp, ans, dy, x, y: (x / y) * dy,
+    lambda xp, ans, dx, x, y: xp.where((x == 0) & (y == 0), 0 * y, xp.log(y)) * dx,
+    lambda xp, ans, dy, x, y: xp.where(x == 0, 0 * x, x / y) * dy,
 )
 _elementwise(
     "xlog1py",
-    lambda xp, ans, dx, x, y: xp.where(x == 0, 0 * y, xp.log1p(y)) * dx,
-    lambda xp, ans, dy, x, y: (x / (1 + y)) * dy,
+    lambda xp, ans, dx, x, y: xp.where((x == 0) & (y == -1), 0 * y, xp.log1p(y)) * dx,
+    lambda xp, ans, dy, x, y: xp.where(x == 0, 0 * x, x / (1 + y)) * dy,
 )
