@@ -15,15 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from .backend import array_namespace
 from .dual import Dual
 from .errors import UnsupportedOpError
 from .numpy_api import FUNCTIONS, UFUNCS, value
 from .rules import apply
 
 
-def _arr(x: Any) -> Any:
-    """A Dual or an array as it is; anything else (lists, scalars) as a NumPy array."""
-    return x if type(x) is Dual or hasattr(x, "shape") else np.asarray(x)
+def _arr(x: Any, like: Any = None) -> Any:
+    """A Dual or an array as it is; anything else (lists, scalars) as an array of the library of
+    ``like`` (NumPy without it): a list next to a CuPy array becomes a CuPy array."""
+    if type(x) is Dual or hasattr(x, "shape"):
+        return x
+    return (np if like is None else array_namespace(value(like))).asarray(x)
 
 
 def _constant(what: str, **args: Any) -> None:
@@ -48,9 +52,9 @@ def _diag(v, k=0):
         return np.diagonal(v, k)
     if nd != 1:
         raise ValueError("Input must be 1- or 2-d.")
-    n = np.shape(v)[0]
-    i = np.arange(n)
-    out = np.zeros((n + abs(k), n + abs(k)), dtype=np.result_type(value(v)))
+    n, xp = np.shape(v)[0], array_namespace(value(v))
+    i = xp.arange(n)
+    out = xp.zeros((n + abs(k), n + abs(k)), dtype=value(v).dtype)
     return apply("setitem", out, v, key=(i + max(-k, 0), i + max(k, 0)))
 
 
@@ -69,7 +73,9 @@ def _splitter(name: str, min_nd: int, axis_of: Callable[[int], int]):
 
 def _append(arr, values, axis=None):
     if axis is None:
-        arr, values, axis = np.ravel(arr), np.ravel(values), 0
+        arr, values, axis = np.ravel(arr), np.ravel(_arr(values, like=arr)), 0
+    else:
+        values = _arr(values, like=arr)
     return np.concatenate((arr, values), axis=axis)
 
 
@@ -151,7 +157,7 @@ def _linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axi
     start, stop = _arr(start), _arr(stop)
     dt = np.result_type(value(start), value(stop), 0.0)
     delta = np.subtract(stop, start).astype(dt)
-    y = np.arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
+    y = array_namespace(value(delta)).arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
         step = delta / div
         y = (y / div) * delta if np.any(value(step) == 0) else y * step
@@ -187,9 +193,9 @@ def _select(condlist, choicelist, default=0):
         raise ValueError("list of cases must be same length as list of conditions")
     if len(condlist) == 0:
         raise ValueError("select with an empty condition list is not possible")
-    conds = [np.asarray(value(c)) for c in condlist]
+    conds = [_arr(value(c), like=choicelist[0]) for c in condlist]
     for i, c in enumerate(conds):
-        if c.dtype.type is not np.bool_:
+        if c.dtype != bool:
             raise TypeError(f"invalid entry {i} in condlist: should be boolean ndarray")
     out = default
     for c, choice in zip(conds[::-1], list(choicelist)[::-1]):  # the first true condition wins
@@ -219,7 +225,7 @@ def _diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
         if extra is a:
             parts.append(a)
         elif extra is not np._NoValue:
-            extra = _arr(extra)
+            extra = _arr(extra, like=a)
             if np.ndim(extra) == 0:
                 extra = np.broadcast_to(extra, np.shape(a)[:axis] + (1,) + np.shape(a)[axis + 1 :])
             parts.append(extra)
@@ -239,18 +245,19 @@ def _gradient(f, *varargs, axis=None, edge_order=1):
 
 def _interp(x, xp, fp, left=None, right=None, period=None):
     _constant("numpy.interp", left=left, right=right, period=period)
-    return apply("interp", _arr(x), _arr(xp), _arr(fp), left=left, right=right, period=period)
+    x = _arr(x, like=fp)
+    return apply("interp", x, _arr(xp, like=x), _arr(fp, like=x), left=left, right=right, period=period)
 
 
 def _convolve(a, v, mode="full"):
-    a, v = (_arr(t) for t in (a, v))
+    a, v = _arr(a, like=v), _arr(v, like=a)
     a, v = (np.reshape(t, (1,)) if np.ndim(t) == 0 else t for t in (a, v))
     return apply("convolve", a, v, mode=mode)
 
 
 def _correlate(a, v, mode="valid"):
     # correlate(a, v) = convolve(a, v[::-1]) for real arrays
-    a, v = _arr(a), _arr(v)
+    a, v = _arr(a, like=v), _arr(v, like=a)
     if np.ndim(a) == 0 or np.ndim(v) == 0:
         raise ValueError("object of too small depth for desired array")  # NumPy's error
     return _convolve(a, v[::-1], mode)
@@ -308,7 +315,7 @@ FUNCTIONS.update(
         np.linalg.eigvalsh: lambda a, UPLO="L": apply("eigvalsh", a, UPLO=UPLO),
         np.linalg.eig: lambda a: apply("eig", a),
         np.linalg.qr: lambda a, mode="reduced": apply("qr", a, mode=mode),
-        np.linalg.lstsq: lambda a, b, rcond=None: apply("lstsq", _arr(a), _arr(b), rcond=rcond),
+        np.linalg.lstsq: lambda a, b, rcond=None: apply("lstsq", _arr(a, like=b), _arr(b, like=a), rcond=rcond),
     }
 )
 UFUNCS[np.conjugate] = "conjugate"

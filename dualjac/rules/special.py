@@ -85,3 +85,7 @@ _elementwise(
     lambda xp, ans, dx, x, y: xp.where((x == 0) & (y == -1), 0 * y, xp.log1p(y)) * dx,
     lambda xp, ans, dy, x, y: xp.where(x == 0, 0 * x, x / (1 + y)) * dy,
 )
+
+# the rules whose primal is SciPy's (or CuPy's cupyx.scipy): usable once SciPy is installed
+NEEDS_SCIPY = ("expit", "logit", "erf", "erfc", "erfinv", "ndtr", "log_ndtr", "gammaln", "digamma", "polygamma",
+               "xlogy", "xlog1py")  # fmt: skip

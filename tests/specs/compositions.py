@@ -109,11 +109,12 @@ def _partitions(x):
 
 
 def _complex_parts(x):
-    return np.real(x), np.imag(x) + x, np.conj(x), np.conjugate(x), np.real_if_close(x), np.round(x, 1) + x
+    rounded = np.round(x, 1) + np.around(x) + x  # piecewise constant, plus x
+    return np.real(x), np.imag(x) + x, np.conj(x), np.conjugate(x), np.real_if_close(x), rounded
 
 
 def _complex_parts_t(x):
-    return x, x, x, x, x, torch.round(x, decimals=1) + x
+    return x, x, x, x, x, torch.round(x, decimals=1) + torch.round(x) + x
 
 
 SPECS = [
