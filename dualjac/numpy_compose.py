@@ -154,8 +154,9 @@ def _linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axi
     if num < 0:
         raise ValueError(f"Number of samples, {num}, must be non-negative.")
     div = (num - 1) if endpoint else num
-    start, stop = _arr(start), _arr(stop)
-    dt = np.result_type(value(start), value(stop), 0.0)
+    start, stop = (np.asarray(v) if isinstance(v, list | tuple) else v for v in (start, stop))
+    dt = np.result_type(value(start), value(stop), 0.0)  # before _arr: Python scalars stay weak, as in NumPy
+    start, stop = _arr(start, like=stop), _arr(stop, like=start)
     delta = np.subtract(stop, start).astype(dt)
     y = array_namespace(value(delta)).arange(0, num, dtype=dt).reshape((-1,) + (1,) * np.ndim(delta))
     if div > 0:
