@@ -17,10 +17,12 @@ decomposition's own basis; ``F_ij = 1 / (l_j - l_i)`` off the diagonal, 0 on it)
 * ``lstsq``: ``x = A^+ b``, so ``dx = dA^+ b + A^+ db`` (``dA^+`` from pinv's rule); the residuals
   ``|b - A x|^2`` have ``d = 2 r^T (db - dA x)`` (``A^T r = 0``); ``s`` as in svd; rank is constant.
 
-Where the eigen/singular values tie, the vectors are not unique and have no derivative (F is
-infinite): dualjac raises ``UnsupportedOpError`` naming the tie, rather than returning inf or
-NaN. The values alone (``eigvalsh``, ``svd(compute_uv=False)``) are fine there. Every step is a
-NumPy call that dispatches again on a lower-level Dual, so the rules differentiate twice (Hessians).
+Where the eigen/singular values tie (to within rounding, ``8 n eps max|v|``: the computed vectors are
+noise there), the vectors are not unique and have no derivative (F is infinite): dualjac raises
+``UnsupportedOpError`` naming the tie, rather than returning inf, NaN or noise. So does svd's U or V
+of a non-square matrix with a zero singular value. The values alone (``eigvalsh``,
+``svd(compute_uv=False)``) are fine there. Every step is a NumPy call that dispatches again on a
+lower-level Dual, so the rules differentiate twice (Hessians).
 """
 
 from __future__ import annotations
@@ -30,19 +32,26 @@ from . import defrule
 from .linalg import _left, _mT, _pinv_dx, _right
 
 
+def _noise(xp, vals, n):
+    """The level below which computed eigen/singular values cannot be told apart: ``8 n eps max|v|``
+    (LAPACK gets them to about eps times the largest), kept as ``(..., 1, 1)``."""
+    return 8 * n * xp.finfo(vals.dtype).eps * xp.max(xp.abs(vals), axis=-1)[..., None, None]
+
+
 def _gaps(xp, vals, what, square=False):
-    """``F_ij = 1 / (v_j - v_i)`` off the diagonal (``v**2`` when ``square``), 0 on it; raises at a tie."""
-    v = vals * vals if square else vals
-    d = v[..., None, :] - v[..., :, None]
+    """``F_ij = 1 / (v_j - v_i)`` off the diagonal (``v**2`` when ``square``), 0 on it. Raises where two
+    values tie to within rounding: the vectors computed there are noise, and so would be the tangent."""
     n = vals.shape[-1]
     off = ~xp.eye(n, dtype=bool)
-    if bool(xp.any((d == 0) & off)):
+    if bool(xp.any((xp.abs(vals[..., None, :] - vals[..., :, None]) <= _noise(xp, vals, n)) & off)):
         raise UnsupportedOpError(
             f"the derivative of the vectors of {what} at repeated values",
             "the eigen/singular vectors of a repeated value are not unique, so they have no derivative; "
             "differentiate only the values (np.linalg.eigvalsh, np.linalg.svd(a, compute_uv=False)) or "
             "perturb the input",
         )
+    v = vals * vals if square else vals
+    d = v[..., None, :] - v[..., :, None]
     return xp.where(off, 1 / xp.where(off, d, 1), 0)
 
 
@@ -97,7 +106,7 @@ def _svd_joint(xp, ans, ts, a, full_matrices=True, compute_uv=True, hermitian=Fa
     du = _left(xp, u, f * (ps + _mT(ps)))
     dv = _left(xp, v, f * (sp + _mT(sp)))
     if m != n:
-        if bool(xp.any(s == 0)):
+        if bool(xp.any(s[..., None, None] <= _noise(xp, s, max(m, n)))):  # a zero singular value
             raise UnsupportedOpError(
                 "the derivative of U and Vh of numpy.linalg.svd of a rank-deficient non-square matrix",
                 "U or V is not unique there; differentiate only the singular values (compute_uv=False)",
