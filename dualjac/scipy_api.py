@@ -20,14 +20,6 @@ from typing import Any
 SPECIAL = {name: name for name in "expit logit erf erfc erfinv gammaln digamma psi xlogy xlog1py log_ndtr ndtr".split()}
 SPECIAL["psi"] = "digamma"  # scipy.special.psi is digamma under its other name
 
-# the Python functions of scipy.special that cannot dispatch, and what to call instead
-TWINS = {
-    "logsumexp": "dualjac.nn.logsumexp",
-    "softmax": "dualjac.nn.softmax",
-    "log_softmax": "dualjac.nn.log_softmax",
-}
-
-
 def ufunc_rule(ufunc: Any) -> str | None:
     """The rule of a ``scipy.special`` ufunc (None for any other), remembered in ``numpy_api.UFUNCS``."""
     special = sys.modules.get("scipy.special")

@@ -153,6 +153,11 @@ def test_vectors_at_repeated_values_raise_and_values_do_not():
         dj.jacfwd(lambda a: np.linalg.eigh(a)[1])(eye)
     with pytest.raises(UnsupportedOpError, match="repeated values"):
         dj.jacfwd(lambda a: np.linalg.svd(a)[0])(eye)
+    rank_one = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 1.0])  # two zero singular values, equal only to rounding
+    with pytest.raises(UnsupportedOpError, match="repeated values"):
+        dj.jacfwd(lambda a: np.linalg.svd(a)[2])(rank_one)
+    with pytest.raises(UnsupportedOpError, match="rank-deficient"):
+        dj.jacfwd(lambda a: np.linalg.svd(a, full_matrices=False)[0])(rank_one[:, :2] + [0.0, 1e-300])
     # the values alone: d lambda_i = (Q^T dA Q)_ii, with any orthonormal Q of the eigenspace
     J = dj.jacfwd(np.linalg.eigvalsh)(2 * eye)
     assert np.isfinite(J).all()
