@@ -8,12 +8,25 @@
 from . import nn
 from .custom import defrule, register_numpy, stop_gradient
 from .dual import Dual
-from .errors import TangentLossError, UnsupportedOpError
+from .errors import (
+    ComplexValueError,
+    EscapedDualError,
+    NondeterministicFunctionError,
+    RowMixingError,
+    TangentLossError,
+    UnsupportedOpError,
+    ViewWriteError,
+)
 from .graph import Graph
 from .rules import RULES
 from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
 
 __all__ = [
+    "ComplexValueError",
+    "EscapedDualError",
+    "NondeterministicFunctionError",
+    "RowMixingError",
+    "ViewWriteError",
     "Dual",
     "Graph",
     "RULES",

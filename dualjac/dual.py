@@ -18,6 +18,7 @@ perturbations of different transforms from mixing ("perturbation confusion").
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NoReturn
 
 import numpy as np
@@ -42,7 +43,7 @@ class Dual(NDArrayOperatorsMixin):
     (2, 2)
     """
 
-    __slots__ = ("primal", "tangent", "level")
+    __slots__ = ("primal", "tangent", "level", "view", "version")
     __array_priority__ = 1000  # win against ndarray in mixed binary operators
     _dualjac_dispatches_through_numpy = True  # read by backend.array_namespace
 
@@ -56,13 +57,44 @@ class Dual(NDArrayOperatorsMixin):
         self.primal = primal
         self.tangent = tangent
         self.level = level
+        self.view = None  # (base Dual, base's version when read, read(base), write(base, self)) for views
+        self.version = 0  # bumped by every in-place write, so views of this value know they are stale
+
+    # --- NumPy's aliasing: views see writes to their base, writes to views reach the base -----
+    # A Dual made by basic indexing, reshape or transpose of another shares its memory in NumPy.
+    # Dual values are never written in place (rules are functional), so a view remembers how to
+    # read itself from its base and how to write itself back; ``numpy_api`` fills ``view``.
+    def refresh(self) -> None:
+        """Re-read this view from its base if the base was written since (NumPy would show it)."""
+        base, version, read, write = self.view
+        if base.view is not None:
+            base.refresh()
+        if base.version != version:
+            new = read(base)
+            self.primal, self.tangent, self.level = new.primal, new.tangent, new.level
+            self.version += 1  # this view's own views are stale now too
+            self.view = (base, base.version, read, write)
+
+    def assign(self, new: Dual) -> None:
+        """Become ``new`` in place (``y[k] = v``, ``y *= 2``), writing through to the base of a view."""
+        self.primal, self.tangent, self.level = new.primal, new.tangent, new.level
+        self.version += 1
+        if self.view is not None:
+            base, _, read, write = self.view
+            write(base, self)
+            self.view = (base, base.version, read, write)
 
     # --- array attributes (of the primal) -------------------------------------
     shape = property(lambda self: tuple(self.primal.shape))
     dtype = property(lambda self: self.primal.dtype)
     ndim = property(lambda self: self.primal.ndim)
     size = property(lambda self: self.primal.size)
+    nbytes = property(lambda self: self.primal.nbytes)
+    itemsize = property(lambda self: self.primal.itemsize)
     lanes = property(lambda self: self.tangent.shape[0], doc="K, the number of tangent lanes.")
+    # a Dual is real: its real part is itself (a view, as NumPy's), its imaginary part zero
+    real = property(lambda self: self[...])
+    imag = property(lambda self: np.zeros_like(self.primal))
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
 
@@ -134,19 +166,20 @@ class Dual(NDArrayOperatorsMixin):
     # --- conversions that would lose the tangent raise --------------------------
     def __array__(self, dtype=None, copy=None):
         raise TangentLossError(
-            "cannot convert a Dual to a plain array: its tangent lanes (the derivative) "
-            "would be lost. Keep the value as a Dual (use np.* functions on it), or read "
-            "`.primal` explicitly if you really want the value without its derivative."
+            f"cannot convert a Dual to a plain array{_where()}: its tangent lanes (the derivative) "
+            "would be lost. Keep the value as a Dual (use np.* functions on it; to put it into an "
+            "array, build the array with np.stack/np.concatenate/np.where instead of assigning into "
+            "np.zeros), or read `.primal` explicitly if you really want the value without its derivative."
         )
 
     def _lossy(self, kind: str) -> NoReturn:
         raise TangentLossError(
-            f"cannot convert a Dual to a Python {kind}: its derivative would be lost. "
+            f"cannot convert a Dual to a Python {kind}{_where()}: its derivative would be lost. "
             "Keep it as a Dual, or read `.primal` explicitly."
         )
 
     def __float__(self) -> NoReturn:
-        self._lossy("float")
+        self._lossy("float (float(x), or x assigned into a plain array: y[i] = x)")
 
     def __int__(self) -> NoReturn:
         self._lossy("int")
@@ -245,6 +278,14 @@ class Dual(NDArrayOperatorsMixin):
     def round(self, decimals: int = 0) -> Any:
         return np.round(self, decimals=decimals)
 
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return np.round(self, decimals=ndigits or 0)
+
+    def conj(self) -> Any:
+        return np.conjugate(self)
+
+    conjugate = conj
+
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         return _api.astype(self, dtype)
 
@@ -265,6 +306,29 @@ class Dual(NDArrayOperatorsMixin):
 
     def any(self, axis: Axis = None, keepdims: bool = False) -> Any:
         return np.any(self, axis=axis, keepdims=keepdims)
+
+
+def _where() -> str:
+    """`` in <function> (<file>:<line>)``: the code that asked for the conversion. That is the first
+    caller outside dualjac and NumPy, or, inside a library, the library function the user called
+    (``scipy.special.logsumexp``, not the private helper that calls ``np.asarray``)."""
+    frame, found, top = sys._getframe(2), None, None
+    while frame is not None:
+        mod = frame.f_globals.get("__name__", "")
+        inside = mod.startswith(("dualjac", "numpy"))
+        if found is None and not inside:
+            found, top = frame, mod.split(".")[0]
+        elif found is not None:
+            if inside or mod.split(".")[0] != top or mod == "__main__":
+                break
+            found = frame
+        frame = frame.f_back
+    if found is None:
+        return ""
+    mod = found.f_globals.get("__name__", "")
+    public = ".".join(p for p in mod.split(".") if not p.startswith("_")) or mod
+    name = getattr(found.f_code, "co_qualname", found.f_code.co_name)
+    return f" in {public}.{name} ({found.f_code.co_filename}:{found.f_lineno})"
 
 
 # numpy_api maps NumPy calls to rules; imported last because it needs Dual defined.

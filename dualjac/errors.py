@@ -41,3 +41,37 @@ class TangentLossError(TypeError):
     ...     print("derivative" in str(e))
     True
     """
+
+
+class EscapedDualError(TypeError):
+    """A Dual was used after the transform that made it returned (a leaked perturbation).
+
+    >>> import numpy as np, dualjac as dj
+    >>> kept = []
+    >>> _ = dj.jacfwd(lambda x: kept.append(x * 2) or x)(np.ones(2))
+    >>> try:
+    ...     kept[0] + 1
+    ... except dj.EscapedDualError as e:
+    ...     print("escaped" in str(e))
+    True
+    """
+
+
+class NondeterministicFunctionError(ValueError):
+    """A function gave different values in the passes of one transform (random numbers drawn
+    inside it, or state that changes between calls), so its Jacobian columns would not belong
+    together."""
+
+
+class RowMixingError(ValueError):
+    """``batch_jacobian`` found that the function mixes rows of the batch (batch statistics,
+    ``X - X.mean(0)``), so per-sample Jacobians are not defined by its lanes."""
+
+
+class ViewWriteError(TypeError):
+    """An in-place write went through a view of another dual array, or a view was read after
+    the array it views was written to: NumPy's aliasing cannot be carried by dual values."""
+
+
+class ComplexValueError(TypeError):
+    """A differentiated value became complex: dualjac carries real tangents only."""

@@ -62,3 +62,8 @@ class Diagonal:
         J = self.xp.zeros((b, n * n), dtype=self.values.dtype)
         J[:, :: n + 1] = self.values.reshape(b, n)  # the diagonal of each (n, n) block
         return J.reshape(lead + item + item)
+
+
+def dense(t: Any) -> Any:
+    """A tangent as a written-out array (a ``Diagonal``'s ``dense()``; anything else as it is)."""
+    return t.dense() if type(t) is Diagonal else t

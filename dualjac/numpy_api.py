@@ -10,6 +10,7 @@ never a generic ``TypeError``, and never a silent loss of tangents.
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from . import scipy_api
 from .backend import _lookup, array_namespace, is_array
 from .dual import Dual
 from .errors import UnsupportedOpError
-from .rules import apply
+from .rules import apply, as_array
 
 # --- ufuncs ------------------------------------------------------------------------
 UFUNCS: dict[np.ufunc, str] = {
@@ -35,6 +36,7 @@ UFUNCS: dict[np.ufunc, str] = {
     ).split()
 }
 UFUNCS[np.radians] = "deg2rad"
+UFUNCS[np.conjugate] = "conjugate"
 UFUNCS[np.degrees] = "rad2deg"
 
 _REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "amax", np.minimum: "amin"}
@@ -42,16 +44,20 @@ _ACCUMULATE = {np.add: "cumsum", np.multiply: "cumprod"}
 
 
 def _name(f: Any) -> str:
-    mod = scipy_api.module_of(f) or getattr(f, "__module__", None) or "numpy"
-    mod = ".".join(p for p in mod.split(".") if not p.startswith("_"))
-    return f"{mod}.{getattr(f, '__name__', repr(f))}"
+    """A NumPy or SciPy callable's public name (SciPy's ufuncs say they live in numpy)."""
+    name = getattr(f, "__name__", repr(f))
+    special = sys.modules.get("scipy.special")
+    if isinstance(f, np.ufunc) and special is not None and getattr(special, name, None) is f:
+        return f"scipy.special.{name}"
+    mod = ".".join(p for p in (getattr(f, "__module__", None) or "numpy").split(".") if not p.startswith("_"))
+    return f"{mod}.{name}"
 
 
 _FAST = {Dual, np.ndarray, float, int, np.float64, np.float32}
 
 
 def _known(x: Any) -> bool:
-    return type(x) is Dual or isinstance(x, numbers.Number) or is_array(x)
+    return type(x) is Dual or isinstance(x, (numbers.Number, list, tuple)) or is_array(x)
 
 
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
@@ -71,17 +77,19 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
             raise UnsupportedOpError(_name(ufunc))
         if kwargs:
             _no_kwargs(ufunc.__name__, kwargs)
-        result = apply(name, *inputs)
+        result = apply(name, *inputs)  # apply takes lists and tuples as arrays
     elif method == "reduce" and ufunc in _REDUCE:
         axis, keepdims = kwargs.pop("axis", 0), kwargs.pop("keepdims", False)
+        a = _cast(as_array(inputs[0]), kwargs.pop("dtype", None))
         _no_kwargs(f"{ufunc.__name__}.reduce", kwargs)
-        result = apply(_REDUCE[ufunc], inputs[0], axis=axis, keepdims=keepdims)
+        result = apply(_REDUCE[ufunc], a, axis=axis, keepdims=keepdims)
     elif method == "accumulate" and ufunc in _ACCUMULATE:
         axis = kwargs.pop("axis", 0)
+        a = _cast(as_array(inputs[0]), kwargs.pop("dtype", None))
         _no_kwargs(f"{ufunc.__name__}.accumulate", kwargs)
-        result = apply(_ACCUMULATE[ufunc], inputs[0], axis=axis)
+        result = apply(_ACCUMULATE[ufunc], a, axis=axis)
     elif method == "outer" and (ufunc in UFUNCS or scipy_api.ufunc_rule(ufunc)):
-        a, b = inputs
+        a, b = (as_array(v) for v in inputs)
         a = reshape(a, np.shape(a) + (1,) * np.ndim(b))
         result = apply(UFUNCS[ufunc], a, b)
     else:
@@ -111,7 +119,8 @@ def _write_out(result: Any, out: tuple | None, what: str) -> Any:
     if type(target) is Dual and type(result) is not Dual:  # e.g. a constant ufunc into a Dual
         raise UnsupportedOpError(f"numpy.{what} with out=", "write `y = f(x)` instead")
     if type(target) is Dual and type(result) is Dual:
-        target.primal, target.tangent, target.level = result.primal, result.tangent, result.level
+        _writable(target)
+        target.assign(result)  # in place, as NumPy: views of target see it, a view writes to its base
         return target
     if type(result) is not Dual and type(target) is not Dual:
         target[...] = result
@@ -142,11 +151,18 @@ def reshape(x: Any, shape: Any, order: str = "C") -> Any:
     if order != "C":
         raise UnsupportedOpError(f"reshape with order={order!r}", "only order='C' is supported")
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-    return apply("reshape", x, shape=shape)
+    out = apply("reshape", x, shape=shape)
+    old = tuple(np.shape(x))
+    return _as_view(out, x, lambda base: apply("reshape", base, shape=shape),
+                    lambda base, v: base.assign(apply("reshape", v, shape=old)))
 
 
 def transpose(x: Any, axes: Any = None) -> Any:
-    return apply("transpose", x, axes=None if axes is None else tuple(axes))
+    axes = None if axes is None else tuple(axes)
+    out = apply("transpose", x, axes=axes)
+    back = None if axes is None else tuple(np.argsort(_pos_axes(axes, len(axes))).tolist())
+    return _as_view(out, x, lambda base: apply("transpose", base, axes=axes),
+                    lambda base, v: base.assign(apply("transpose", v, axes=back)))
 
 
 def getitem(x: Any, key: Any) -> Any:
@@ -155,16 +171,40 @@ def getitem(x: Any, key: Any) -> Any:
         raise UnsupportedOpError(
             "indexing with a Dual", "index with integers, slices or plain integer/boolean arrays"
         )
-    return apply("getitem", x, key=tuple(value(k) for k in keys))
+    key = tuple(value(k) for k in keys)
+    out = apply("getitem", x, key=key)
+    return _as_view(out, x, lambda base: apply("getitem", base, key=key), lambda base, v: setitem(base, key, v))
+
+
+def _as_view(out: Any, x: Any, read: Callable[[Dual], Any], write: Callable[[Dual, Dual], None]) -> Any:
+    """Record that ``out`` is a NumPy view of ``x`` (basic indexing, reshape, transpose share
+    memory), so writes through either side behave as in NumPy (see ``Dual.refresh``/``assign``)."""
+    if type(out) is Dual and type(x) is Dual and out.level == x.level and _shares(out.primal, x.primal):
+        out.view = (x, x.version, read, write)
+    return out
+
+
+def _shares(a: Any, b: Any) -> bool:
+    if getattr(a, "base", None) is None:
+        return False
+    return np.may_share_memory(a, b) if type(a) is np.ndarray and type(b) is np.ndarray else True
+
+
+def _writable(x: Dual) -> None:
+    flags = getattr(x.primal, "flags", None)
+    if flags is not None and not getattr(flags, "writeable", True):  # NumPy's read-only views
+        raise ValueError("assignment destination is read-only")
 
 
 def setitem(x: Dual, key: Any, val: Any) -> None:
     keys = key if isinstance(key, tuple) else (key,)
-    new = apply("setitem", x, val, key=tuple(value(k) for k in keys))
+    _writable(x)
+    new = apply("setitem", x, as_array(val), key=tuple(value(k) for k in keys))
     if type(new) is Dual:
-        x.primal, x.tangent, x.level = new.primal, new.tangent, new.level
+        x.assign(new)
     else:  # x was a lower-level constant and val plain: nothing to carry
         x.primal = new
+        x.version += 1
 
 
 def astype(x: Any, dtype: Any) -> Any:
@@ -255,26 +295,36 @@ def _split(ary, indices_or_sections, axis=0, *, strict=True):
     return [getitem(ary, pre + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _index_array(a: Any, indices: Any) -> Any:
+    """Integer indices as an array of ``a``'s namespace (a list is accepted, as NumPy does)."""
+    indices = value(indices)
+    return array_namespace(value(a)).asarray(indices) if isinstance(indices, (list, tuple)) else indices
+
+
+def _cast(a: Any, dtype: Any) -> Any:
+    return a if dtype is None else astype(a, dtype)
+
+
 def _concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
     _reject_out("concatenate", out)
-    arrays = tuple(arrays)
+    arrays = tuple(_cast(as_array(a), dtype) for a in arrays)
     if axis is None:
         return apply("concatenate", *(reshape(a, (-1,)) for a in arrays), axis=0)
     return apply("concatenate", *arrays, axis=axis)
 
 
 def _hstack(tup, dtype=None, casting=None):
-    arrs = [_atleast_1d(a) for a in tup]
-    return _concatenate(arrs, axis=0 if np.ndim(arrs[0]) == 1 else 1)
+    arrs = [_atleast_1d(as_array(a)) for a in tup]
+    return _concatenate(arrs, axis=0 if np.ndim(arrs[0]) == 1 else 1, dtype=dtype)
 
 
 def _vstack(tup, dtype=None, casting=None):
-    return _concatenate([_atleast_2d(a) for a in tup], axis=0)
+    return _concatenate([_atleast_2d(as_array(a)) for a in tup], axis=0, dtype=dtype)
 
 
 def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
     _reject_out("stack", out)
-    return apply("stack", *tuple(arrays), axis=axis)
+    return apply("stack", *(_cast(as_array(a), dtype) for a in arrays), axis=axis)
 
 
 def _take(a, indices, axis=None, out=None, mode="raise"):
@@ -327,9 +377,7 @@ def _reduction(name: str, *extra: str):
         _reject_out(name, out)
         params = {k: kw.pop(k) for k in extra if k in kw}
         _no_kwargs(name, {k: v for k, v in kw.items() if v is not np._NoValue})
-        if dtype is not None:
-            a = astype(a, dtype)
-        return apply(name, a, axis=axis, keepdims=bool(keepdims), **params)
+        return apply(name, _cast(as_array(a), dtype), axis=axis, keepdims=bool(keepdims), **params)
 
     return f
 
@@ -346,6 +394,7 @@ def _minmax(name: str):
 def _cumulative(name: str):
     def f(a, axis=None, dtype=None, out=None):
         _reject_out(name, out)
+        a = _cast(as_array(a), dtype)
         if axis is None:
             a, axis = reshape(a, (-1,)), 0
         return apply(name, a, axis=axis)
@@ -457,9 +506,11 @@ FUNCTIONS: dict[Callable[..., Any], str | Callable[..., Any]] = {
     np.clip: _clip,
     np.take: _take,
     np.take_along_axis: lambda arr, indices, axis=-1: apply(
-        "take_along_axis", arr, indices=value(indices), axis=axis
+        "take_along_axis", arr, indices=_index_array(arr, indices), axis=axis
     ),
     np.sort: lambda a, axis=-1, kind=None, order=None, stable=None: apply("sort", a, axis=axis),
+    np.round: lambda a, decimals=0, out=None: (_reject_out("round", out), apply("round", a, decimals=decimals))[1],
+    np.around: lambda a, decimals=0, out=None: (_reject_out("around", out), apply("round", a, decimals=decimals))[1],
     np.copy: lambda a, order="K", subok=False: apply("copy", a),
     # constants shaped like an array: no derivative to carry
     np.zeros_like: _like(np.zeros_like),

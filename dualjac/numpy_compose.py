@@ -18,7 +18,7 @@ import numpy as np
 from .backend import array_namespace
 from .dual import Dual
 from .errors import UnsupportedOpError
-from .numpy_api import FUNCTIONS, UFUNCS, value
+from .numpy_api import FUNCTIONS, value
 from .rules import apply
 
 
@@ -264,20 +264,6 @@ def _correlate(a, v, mode="valid"):
     return _convolve(a, v[::-1], mode)
 
 
-def _real_if_close(a, tol=100):
-    v = value(a)
-    if np.dtype(v.dtype).kind != "c":
-        return a
-    eps = np.finfo(v.dtype).eps if tol > 1 else 1
-    return apply("real", a) if np.all(np.abs(v.imag) < tol * eps) else a
-
-
-def _round(a, decimals=0, out=None):
-    if out is not None:
-        raise UnsupportedOpError("numpy.round with out=", "out= cannot hold tangent lanes; write `y = f(x)` instead")
-    return apply("round", a, decimals=decimals)
-
-
 # --- decompositions ----------------------------------------------------------------------------
 def _svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     return apply("svd", a, full_matrices=full_matrices, compute_uv=compute_uv, hermitian=hermitian)
@@ -305,11 +291,10 @@ FUNCTIONS.update(
         np.convolve: _convolve,
         np.correlate: _correlate,
         np.sinc: lambda x: apply("sinc", x),
-        np.round: _round,
-        np.around: _round,
-        np.real: lambda val: apply("real", val),
-        np.imag: lambda val: apply("imag", val),
-        np.real_if_close: _real_if_close,
+        # a Dual is real (complex results raise): its real part is itself, its imaginary part zero
+        np.real: lambda val: val.real,
+        np.imag: lambda val: val.imag,
+        np.real_if_close: lambda a, tol=100: a,
         np.linalg.svd: _svd,
         np.linalg.svdvals: lambda x: apply("svd", x, compute_uv=False),
         np.linalg.eigh: lambda a, UPLO="L": apply("eigh", a, UPLO=UPLO),
@@ -319,4 +304,3 @@ FUNCTIONS.update(
         np.linalg.lstsq: lambda a, b, rcond=None: apply("lstsq", _arr(a, like=b), _arr(b, like=a), rcond=rcond),
     }
 )
-UFUNCS[np.conjugate] = "conjugate"

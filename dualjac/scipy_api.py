@@ -33,11 +33,3 @@ def ufunc_rule(ufunc: Any) -> str | None:
             return rule
     return None
 
-
-def module_of(f: Any) -> str | None:
-    """``"scipy.special"`` for a function or ufunc of SciPy's special module, else None."""
-    special = sys.modules.get("scipy.special")
-    name = getattr(f, "__name__", None)
-    if special is not None and name and getattr(special, name, None) is f:
-        return "scipy.special"
-    return None

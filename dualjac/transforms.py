@@ -15,7 +15,6 @@ inside another only sees its own perturbations.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -24,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from . import rules
+from . import budget
 from .backend import array_namespace, is_array
 from .dual import Dual
-from .lanes import Diagonal
+from .errors import NondeterministicFunctionError, RowMixingError, TangentLossError
+from .lanes import Diagonal, dense
+from .levels import ACTIVE, close_level, escaped, open_level
 from .numpy_api import value
-from .rules import _dense
 from .tree import flatten, unflatten
 
 
@@ -58,10 +58,17 @@ class Config:
 
 
 config = Config()
-_levels = itertools.count(1)
 
 
 # --- inputs ---------------------------------------------------------------------------
+def _check_function(f: Any) -> None:
+    if any(c.__module__.startswith("torch") for c in type(f).__mro__[:-1]):
+        raise TypeError(
+            f"{type(f).__name__} is a torch module or function, which cannot run on dualjac's dual "
+            "arrays: lower it first with g = dualjac.torch.from_torch(module, example_input), then "
+            "differentiate g (dj.jacfwd(g), dj.batch_jacobian(g, x))"
+        )
+
 def _ready(x: Any) -> bool:
     """The common case, checked first: a NumPy floating array, or a Dual of an outer transform."""
     return type(x) is Dual or (type(x) is np.ndarray and x.dtype.kind == "f")
@@ -169,8 +176,33 @@ class _Inputs:
 
 @functools.lru_cache(maxsize=16)
 def _identity(xp: Any, n: int, dtype: Any) -> Any:
-    """The n x n identity, cached: seeds are read-only slices of it (never written)."""
-    return xp.eye(n, dtype=dtype)
+    """The n x n identity, cached and read-only: seeds are slices of it, and a result that is
+    still a view of it is copied before it is returned (``_fresh``)."""
+    eye = xp.eye(n, dtype=dtype)
+    if hasattr(eye, "setflags"):
+        eye.setflags(write=False)
+    return eye
+
+
+def _root(a: Any) -> Any:
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+def _fresh(arrays: list[Any], taken: set[int]) -> list[Any]:
+    """Results the caller may edit in place: a read-only array (a view of a cached seed, a
+    broadcast) or one sharing memory with an input or an earlier result is copied."""
+    out = []
+    for a in arrays:
+        root = _root(a)
+        flags = getattr(a, "flags", None)
+        if id(root) in taken or (flags is not None and not flags.writeable):
+            a = a.copy()
+            root = a
+        taken.add(id(root))
+        out.append(a)
+    return out
 
 
 def _chunk(chunk_size: int | None, total: int, widest: int, itemsize: int) -> int:
@@ -185,25 +217,32 @@ def _chunk(chunk_size: int | None, total: int, widest: int, itemsize: int) -> in
 def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: int | None):
     """Run ``run(seeds, level)`` over chunks of lanes. Returns the first pass's output
     leaves and structure, and per output leaf its tangent lanes for all ``total``
-    lanes (None where the output does not depend on the inputs)."""
+    lanes (None where the output does not depend on the inputs).
+
+    Without ``chunk_size``, a pass that would make a tangent over ``config.tangent_bytes``
+    stops before allocating it (``budget.OverBudget``) and is run again with as many lanes
+    as the widest value it met allows; later passes are sized by the widest value seen."""
     total, itemsize = inputs.total, inputs.dtype.itemsize
+    limit = None if chunk_size is not None else max(1, config.tangent_bytes // itemsize)
     k = _chunk(chunk_size, total, inputs.widest, itemsize)
-    if chunk_size is None and 4 * k * inputs.widest * itemsize > config.tangent_bytes:
-        # the inputs' lanes alone take a quarter of the budget: an intermediate a few times wider
-        # would exceed it, so measure the widest value with a small first pass, then resize
-        k = max(1, k // 16)
-    if k >= total:  # one pass: every small problem, where the chunk bookkeeping below is overhead
-        return _pass(run, inputs, 0, total)
     first, parts, start = None, None, 0
     while start < total:
         stop = min(total, start + k)
-        out_leaves, out_def, tangents = _pass(run, inputs, start, stop)
+        done = _pass(run, inputs, start, stop, limit)
+        if type(done) is int:  # over budget before a value of ``done`` elements: fewer lanes
+            k = max(1, min(k - 1, limit // max(done, 1)))
+            continue
+        out_leaves, out_def, tangents, widest = done
         if first is None:
+            if stop == total:  # one pass: every small problem
+                return out_leaves, out_def, tangents
             first, parts = (out_leaves, out_def), [[] for _ in out_leaves]
+        else:
+            _same_values(first[0], out_leaves)
         for j, t in enumerate(tangents):
             parts[j].append((t, (start, stop)))
-        if chunk_size is None and start == 0:  # resize from what we saw
-            k = _chunk(None, total, max(inputs.widest, rules.PEAK[0]), itemsize)
+        if limit is not None:  # resize from what this pass met
+            k = max(1, min(total, limit // max(widest, inputs.widest, 1)))
         if config.progress is not None:
             config.progress(stop, total)
         start = stop
@@ -211,14 +250,66 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
     return first[0], first[1], lanes
 
 
-def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, stop: int):
-    """One pass over lanes ``start:stop``: the output leaves and structure, and per output
-    leaf its tangent lanes (None where it does not depend on this pass's inputs)."""
-    level = next(_levels)
-    rules.PEAK[0] = 0
-    out_leaves, out_def = flatten(run(inputs.seeds(start, stop), level))
-    tangents = [o.tangent if type(o) is Dual and o.level == level else None for o in out_leaves]
-    return out_leaves, out_def, tangents
+def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, stop: int, limit: int | None):
+    """One pass over lanes ``start:stop``: the output leaves and structure, per output leaf its
+    tangent lanes (None where it does not depend on this pass's inputs), and the widest value
+    (elements) met; or, if the pass went over its budget, the size of the value it stopped at."""
+    level = open_level()
+    if limit is not None:
+        budget.start(level, limit)
+    try:
+        out_leaves, out_def = flatten(_call(run, inputs.seeds(start, stop), level))
+    except budget.OverBudget as e:
+        if e.level != level:
+            raise
+        return e.size
+    finally:
+        widest = budget.stop(level)
+        close_level(level)
+    tangents = [_lanes_of(o, level) for o in out_leaves]
+    return out_leaves, out_def, tangents, widest
+
+
+def _call(run: Callable[..., Any], *args: Any) -> Any:
+    """``run(*args)``, with NumPy's error for a Dual assigned into a plain array (``y[0] = x``)
+    replaced by the TangentLossError behind it, which names where it happened."""
+    try:
+        return run(*args)
+    except ValueError as e:
+        if isinstance(e.__cause__, TangentLossError):
+            raise TangentLossError(f"{e.__cause__} (NumPy: {e})") from e
+        raise
+
+
+def _lanes_of(o: Any, level: int) -> Any:
+    """An output's tangent lanes for the pass of ``level`` (None: it does not depend on them)."""
+    if type(o) is not Dual:
+        return None
+    if o.view is not None:
+        o.refresh()
+    if o.level == level:
+        return o.tangent
+    if o.level not in ACTIVE:
+        raise escaped(o.level)
+    return None
+
+
+def _same_values(first: list[Any], later: list[Any]) -> None:
+    """Every pass computes the same primal: a function whose values change between passes
+    (random numbers drawn inside it) would mix columns of different Jacobians."""
+    for a, b in zip(first, later):
+        a, b = value(a), value(b)
+        xp = array_namespace(a)
+        if getattr(a, "shape", ()) != getattr(b, "shape", ()) or not bool(
+            xp.all((a == b) | ((a != a) & (b != b)))
+        ):
+            raise NondeterministicFunctionError(
+                "the function returned different values in the passes of one transform (random "
+                "numbers drawn inside it, or state that changes between calls), so its Jacobian "
+                "columns would come from different functions. Draw the random numbers outside "
+                "and pass them in (or fix the generator's seed inside), or use one pass: "
+                "chunk_size >= the number of input elements"
+            )
 
 
 def _concat_lanes(parts: list[tuple[Any, tuple[int, int]]], o: Any) -> Any:
@@ -228,7 +319,7 @@ def _concat_lanes(parts: list[tuple[Any, tuple[int, int]]], o: Any) -> Any:
     xp = array_namespace(primal)
     # a pass whose output did not depend on its lanes (data-dependent code) contributes zero lanes
     return xp.concatenate(
-        [_dense(t) if t is not None else xp.zeros((b - a,) + primal.shape, dtype=primal.dtype) for t, (a, b) in parts],
+        [dense(t) if t is not None else xp.zeros((b - a,) + primal.shape, dtype=primal.dtype) for t, (a, b) in parts],
         axis=0,
     )
 
@@ -249,28 +340,32 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     >>> float(out), float(t)
     (0.0, 2.0)
     """
+    _check_function(f)
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("jvp expects primals and tangents as tuples, e.g. jvp(f, (x,), (v,))")
     p_leaves, p_def = flatten(tuple(primals))
     t_leaves, t_def = flatten(tuple(tangents))
     if len(p_leaves) != len(t_leaves) or p_def != t_def:
         raise ValueError("jvp: tangents must have the same structure as primals")
-    level = next(_levels)
-    duals = []
-    for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
-        p = _check_input(p, f"primal {i}")
-        t = _check_input(t, f"tangent {i}")
-        if tuple(np.shape(t)) != tuple(np.shape(p)):
-            raise ValueError(
-                f"tangent {i} has shape {tuple(np.shape(t))} but its primal has shape "
-                f"{tuple(np.shape(p))}: each tangent must match its primal's shape"
-            )
-        duals.append(Dual(p, t.reshape((1,) + tuple(np.shape(t))), level))
-    out = f(*unflatten(p_def, duals))
-    o_leaves, o_def = flatten(out)
+    level = open_level()
+    try:
+        duals = []
+        for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
+            p = _check_input(p, f"primal {i}")
+            t = _check_input(t, f"tangent {i}")
+            if tuple(np.shape(t)) != tuple(np.shape(p)):
+                raise ValueError(
+                    f"tangent {i} has shape {tuple(np.shape(t))} but its primal has shape "
+                    f"{tuple(np.shape(p))}: each tangent must match its primal's shape"
+                )
+            duals.append(Dual(p, t.reshape((1,) + tuple(np.shape(t))), level))
+        o_leaves, o_def = flatten(_call(f, *unflatten(p_def, duals)))
+        lanes = [_lanes_of(o, level) for o in o_leaves]
+    finally:
+        close_level(level)
     outs = [_primal(o, level) for o in o_leaves]
-    tans = [o.tangent[0] if type(o) is Dual and o.level == level else _zeros_like(o) for o in o_leaves]
-    return unflatten(o_def, outs), unflatten(o_def, tans)
+    tans = [dense(t)[0] if t is not None else _zeros_like(o) for o, t in zip(o_leaves, lanes)]
+    return unflatten(o_def, outs), unflatten(o_def, _fresh(tans, {id(_root(t)) for t in t_leaves}))
 
 
 def _zeros_like(o: Any) -> Any:
@@ -300,9 +395,12 @@ def jacfwd(
     [[2.0, 0.0], [0.0, 4.0]]
     """
 
-    def jac_f(*args: Any) -> Any:
+    _check_function(f)
+
+    def jac_f(*args: Any, **kwargs: Any) -> Any:
         n = len(args)
-        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        single = isinstance(argnums, numbers.Integral)
+        nums = (int(argnums),) if single else tuple(int(a) for a in argnums)
         for a in nums:
             if not -n <= a < n:
                 raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
@@ -321,7 +419,7 @@ def jacfwd(
             call = list(args)
             for a, sub in zip(nums, unflatten(in_def, duals)):
                 call[a] = sub
-            out = f(*call)
+            out = f(*call, **kwargs)
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError("has_aux=True: f must return a pair (output, aux)")
@@ -331,9 +429,9 @@ def jacfwd(
             return out
 
         out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
-        blocks, single = [], isinstance(argnums, int)
+        blocks, taken = [], set()
         for o, t in zip(out_leaves, lanes):
-            per_input = unflatten(in_def, inputs.blocks(t, _primal(o)))
+            per_input = unflatten(in_def, _fresh(inputs.blocks(t, _primal(o)), taken))
             blocks.append(per_input[0] if single else per_input)
         jac = unflatten(out_def, blocks)
         return (jac, aux_box[0]) if has_aux else jac
@@ -366,7 +464,9 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     return jac
 
 
-def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None) -> Any:
+def batch_jacobian(
+    f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None, check_rows: bool = True
+) -> Any:
     """Per-sample Jacobians of a batch: shape ``(B, *out_item, *in_item)``.
 
     ``f`` maps a batch ``x`` of shape ``(B, *in_item)`` to outputs of shape
@@ -375,12 +475,19 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     ``n = prod(in_item)`` lanes, not ``B * n`` (the zero blocks of the full
     ``(B, m, B, n)`` Jacobian are never computed). Outputs may be a pytree.
 
+    A function that mixes rows (``X - X.mean(0)``, batch norm) would make the lanes sum
+    blocks of different rows, so ``check_rows`` (default) verifies independence with one
+    more single-lane pass, seeded with a random direction per row: its result must equal
+    each row's block applied to that row's direction, or ``RowMixingError`` is raised.
+    ``check_rows=False`` skips that pass (about ``2 / (n + 1)`` of the cost) when you know.
+
     >>> import numpy as np, dualjac as dj
     >>> W = np.array([[1.0, 2.0], [3.0, 4.0]])
     >>> J = dj.batch_jacobian(lambda x: np.tanh(x @ W), np.zeros((5, 2)))
     >>> J.shape, J[0].tolist()
     ((5, 2, 2), [[1.0, 3.0], [2.0, 4.0]])
     """
+    _check_function(f)
     x = _check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
@@ -398,7 +505,35 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
             )
         (block,) = inputs.blocks(t, p)
         blocks.append(block)
+    blocks = _fresh(blocks, set())
+    if check_rows and B > 1:
+        _check_rows(f, x, out_leaves, blocks)
     return unflatten(out_def, blocks)
+
+
+def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any], blocks: list[Any]) -> None:
+    """One pass along a random direction R: for row-independent f its tangent at row b is
+    ``J_b R_b``; if f mixes rows the lanes' blocks are sums over rows and the two disagree."""
+    xp, B = array_namespace(x), x.shape[0]
+    # a direction that differs from row to row, made in x's namespace (no host transfer on a GPU)
+    R = xp.cos(xp.arange(x.size, dtype=x.dtype) * 2.399963 + 0.5).reshape(x.shape)
+    out, t = jvp(f, (x,), (R,))
+    o_leaves, _ = flatten(out)
+    _same_values(out_leaves, o_leaves)
+    r = R.reshape(B, -1, 1)
+    tol = 4 * float(np.finfo(x.dtype).eps) ** 0.5
+    for J, tb in zip(blocks, flatten(t)[0]):
+        J = J.reshape(B, -1, r.shape[1])
+        expected = (J @ r)[..., 0]
+        scale = (xp.abs(J) @ xp.abs(r))[..., 0]
+        err = xp.abs(tb.reshape(expected.shape) - expected) > tol * scale + float(np.finfo(x.dtype).tiny)
+        if bool(xp.any(err)):
+            raise RowMixingError(
+                "batch_jacobian: the function mixes rows of the batch (batch statistics such as "
+                "X - X.mean(0), batch norm in training mode, a sum over rows), so the result is not "
+                "a per-sample Jacobian. For the full Jacobian use dj.jacfwd(f)(x) (shape "
+                "(B, *out, B, *in)); if rows are independent and this is rounding, pass check_rows=False"
+            )
 
 
 def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:

@@ -6,6 +6,8 @@ Dicts keep their insertion order, so a parameter dict comes back in the order of
 
 from __future__ import annotations
 
+import functools
+from collections import defaultdict
 from typing import Any
 
 # A treedef is None for a leaf, or (type, keys, children) for a container.
@@ -25,13 +27,22 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
 def _flatten(tree: Any, leaves: list[Any]) -> TreeDef:
     if isinstance(tree, dict):
         keys = list(tree)
-        return (type(tree), keys, _children([tree[k] for k in keys], leaves))
+        kind = type(tree)
+        if isinstance(tree, defaultdict):  # rebuilt with its default factory
+            kind = _defaultdict_of(tree.default_factory)
+        return (kind, keys, _children([tree[k] for k in keys], leaves))
     if isinstance(tree, (tuple, list)):
         return (type(tree), None, _children(tree, leaves))
     if tree is None:
         return (type(None), None, [])
     leaves.append(tree)
     return None
+
+
+@functools.cache
+def _defaultdict_of(factory: Any) -> Any:
+    """A maker of defaultdicts with ``factory``: one per factory, so equal trees have equal treedefs."""
+    return functools.partial(defaultdict, factory)
 
 
 def _children(items: Any, leaves: list[Any]) -> list[TreeDef]:

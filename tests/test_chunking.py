@@ -91,12 +91,12 @@ def test_bad_chunk_size_is_rejected(bad):
 
 
 def test_a_pass_whose_output_ignores_its_lanes_gives_zero_columns():
-    """Data-dependent code: the second of three one-lane passes returns a constant."""
+    """Data-dependent code: the second of three one-lane passes returns a constant (the same value)."""
     calls = []
 
     def f(x):
         calls.append(1)
-        return np.ones(3) if len(calls) == 2 else 2 * x
+        return np.full(3, 2.0) if len(calls) == 2 else 2 * x
 
     J = dj.jacfwd(f, chunk_size=1)(np.ones(3))
     np.testing.assert_array_equal(J, np.diag([2.0, 0.0, 2.0]))

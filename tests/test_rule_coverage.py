@@ -71,3 +71,40 @@ def test_every_ufunc_reaches_its_rule(reached):
 def test_every_numpy_function_reaches_its_rule(reached):
     missing = sorted(f.__name__ for f in numpy_api.FUNCTIONS if f not in reached[2])
     assert not missing, f"NumPy functions in numpy_api.FUNCTIONS that no spec calls: {missing}"
+
+
+def _spec_cases():
+    for spec in all_specs():
+        for shape in spec.shapes:
+            yield pytest.param(spec, shape, id=f"{spec.name}-{shape}")
+
+
+@pytest.mark.parametrize("spec, shape", list(_spec_cases()))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_primal_is_numpys_own(spec, shape, dtype):
+    """Every function dualjac accepts computes NumPy's value and dtype on the same inputs (array-likes
+    and dtype= arguments: tests/test_reliability.py)."""
+    if dtype == np.float32 and not spec.float32:
+        pytest.skip("float64 only")
+    args = spec.args_for(np.random.default_rng(0), shape, dtype)
+    diff = spec.diff if spec.diff is not None else tuple(
+        i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+    )
+    want = spec.fn(*args)
+    primals = tuple(args[i] for i in diff)
+
+    def call(*xs):
+        full = list(args)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        return spec.fn(*full)
+
+    got, _ = dj.jvp(call, primals, tuple(np.ones_like(p) for p in primals))
+    for g, w in zip(_flat(got), _flat(want)):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-300)
+
+
+def _flat(t):
+    return [v for e in t for v in _flat(e)] if isinstance(t, (tuple, list)) else [t]

@@ -137,8 +137,11 @@ def test_batch_jacobian_uses_features_as_lanes_not_batch_times_features(rng, mon
         real(self, primal, tangent, level)
 
     monkeypatch.setattr(dj.Dual, "__init__", spy)
-    dj.batch_jacobian(lambda x: np.sin(x), rng.standard_normal((100, 3)))
+    dj.batch_jacobian(lambda x: np.sin(x), rng.standard_normal((100, 3)), check_rows=False)
     assert set(seen) == {3}
+    seen.clear()  # the row-independence check is one more pass with a single lane
+    dj.batch_jacobian(lambda x: np.sin(x), rng.standard_normal((100, 3)))
+    assert set(seen) == {1, 3}
 
 
 def test_hessian_matches_torch(rng):
@@ -184,7 +187,7 @@ def test_elementwise_chains_keep_identity_lanes_implicit(rng, monkeypatch):
     f = lambda x: x * np.sin(x) + np.exp(-(x**2)) * np.cos(3 * x) + np.log1p(x**2)
     x = rng.standard_normal((5, 4))
     monkeypatch.setattr(dj.Dual, "__init__", spy)
-    J = dj.batch_jacobian(f, x)
+    J = dj.batch_jacobian(f, x, check_rows=False)
     monkeypatch.undo()
     assert all(kinds)
     d = np.sin(x) + x * np.cos(x) - 2 * x * np.exp(-(x**2)) * np.cos(3 * x)

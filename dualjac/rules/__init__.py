@@ -31,7 +31,14 @@ parameters are made negative so they mean the same axis for primal and tangent).
 An elementwise rule must be linear and pointwise in its tangent and must not look at
 the tangent's shape: ``apply`` may run it on a single lane of implicit identity lanes, or,
 for big lane arrays, on ``dx = 1.0`` to get the factor it then writes as ``factor * dx``
-into a reused buffer (``dualjac/buffers.py``).
+into a reused buffer (``dualjac/buffers.py``). A rule that *selects* tangents
+(``where(mask, dx, 0)``: where, clip, maximum, relu, ...) declares ``selects=True`` and never
+takes that path: a selection gives 0 where an untaken tangent is inf or NaN, a product
+``0 * inf`` would give NaN.
+
+Before an op's tangent is computed, ``budget.check`` compares its size with the memory
+budget of the pass it belongs to (``dualjac/budget.py``): a pass that would exceed it stops
+there and the transform re-plans with fewer lanes.
 """
 
 from __future__ import annotations
@@ -39,11 +46,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .. import buffers
+import numpy as np
+
+from .. import budget, buffers
 from ..backend import array_namespace
 from ..dual import Dual
-from ..errors import UnsupportedOpError
-from ..lanes import Diagonal
+from ..errors import ComplexValueError, UnsupportedOpError
+from ..lanes import Diagonal, dense
+from ..levels import ACTIVE, escaped
 
 
 class Rule(NamedTuple):
@@ -54,10 +64,10 @@ class Rule(NamedTuple):
     elementwise: bool = False
     nondiff: bool = False
     diagonal: tuple[Callable[..., Any] | None, ...] = ()
+    selects: bool = False
 
 
 RULES: dict[str, Rule] = {}
-PEAK = [0]  # size of the largest differentiated value since a transform reset it (for chunking)
 
 
 def _xp_function(name: str) -> Callable[..., Any]:
@@ -77,6 +87,7 @@ def defrule(
     elementwise: bool = False,
     nondiff: bool = False,
     diagonal: tuple[Callable[..., Any] | None, ...] = (),
+    selects: bool = False,
 ) -> Rule:
     """Add op ``name`` to the table. ``primal`` defaults to ``xp.<name>``.
 
@@ -90,7 +101,7 @@ def defrule(
         raise ValueError(f"rule {name!r} needs exactly one of jvp=, joint=, nondiff=True")
     if diagonal and not jvp:
         raise ValueError(f"rule {name!r}: diagonal= handlers go with per-argument jvp= rules")
-    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff, tuple(diagonal))
+    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff, tuple(diagonal), selects)
     RULES[name] = rule
     return rule
 
@@ -106,6 +117,17 @@ def lanes_to_rank(dx: Any, ndim: int) -> Any:
 def as_dtype(ans: Any, w: Any) -> Any:
     """A weight or mask (bool or float64) cast to the result's dtype, so float32 stays float32."""
     return w.astype(ans.dtype)
+
+
+def select(xp: Any, ans: Any, mask: Any, d: Any, nan_where: Any = None) -> Any:
+    """``d`` where ``mask``, else 0, in the result's dtype: a selection, not ``mask * d``, so an
+    inf or NaN tangent where the mask is off gives 0, not NaN (``where``, ``relu``, ``clip``).
+    Where ``nan_where`` is NaN the tangent is NaN (a NaN value has no derivative)."""
+    other = xp.zeros((), dtype=ans.dtype)
+    if nan_where is not None:
+        nan = xp.isnan(nan_where)
+        mask, other = mask & ~nan, xp.where(nan, xp.asarray(xp.nan, dtype=ans.dtype), other)
+    return xp.where(mask, d, other)
 
 
 def sum_parts(parts: Any) -> Any:
@@ -148,8 +170,17 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         raise UnsupportedOpError(name)
     level = 0  # the innermost transform among the arguments; lower levels are constants here
     for a in args:
-        if type(a) is Dual and a.level > level:
-            level = a.level
+        t = type(a)
+        if t is Dual:
+            if a.level not in ACTIVE:
+                raise escaped(a.level)
+            if a.view is not None:
+                a.refresh()
+            if a.level > level:
+                level = a.level
+        elif t is list or t is tuple:  # array-likes, as NumPy takes them
+            args = _as_arrays(args)
+            return apply(name, *args, **params)
     if level == 0:
         return rule.primal(array_namespace(*args), *args, **params)
 
@@ -158,15 +189,21 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     ans = rule.primal(xp, *primals, **params)
     if rule.nondiff:
         return ans
-    size = getattr(ans, "size", 0)
-    if size > PEAK[0]:
-        PEAK[0] = size
+    if getattr(getattr(ans, "dtype", None), "kind", "f") == "c":
+        raise ComplexValueError(
+            f"{name} gave a complex result from a differentiated value: dualjac carries real tangents "
+            "only, and dropping the imaginary part would give a wrong derivative. Keep real and "
+            "imaginary parts as separate real arrays (e.g. cos(x) and sin(x) for exp(1j * x))"
+        )
 
     if rule.joint is not None:
-        tangents = [_dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
+        budget.check(level, ans, args)
+        tangents = [dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
         return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
 
     diag = _common_diagonal(args, level, ans) if rule.elementwise else None
+    if diag is None:
+        budget.check(level, ans, args)
     tangent = None
     ndim = ans.ndim if rule.elementwise else -1
     for i, a in enumerate(args):
@@ -182,10 +219,10 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         if type(t) is Diagonal and diag is None and i < len(rule.diagonal) and rule.diagonal[i] is not None:
             contrib = rule.diagonal[i](xp, ans, t, *primals, **params)  # opted in: None if it does not apply
         if contrib is None:
-            dx = t.values[None] if diag is not None else _dense(t)  # one lane stands for all
+            dx = t.values[None] if diag is not None else dense(t)  # one lane stands for all
             if dx.ndim <= ndim:
                 dx = lanes_to_rank(dx, ndim)
-            big = diag is None and ndim >= 0 and ans.size * dx.shape[0] * 8 >= buffers.MIN_BYTES
+            big = not rule.selects and diag is None and ndim >= 0 and ans.size * dx.shape[0] * 8 >= buffers.MIN_BYTES
             contrib = _times_factor(xp, ans, dx, jvp_i, primals, params) if big else None
             if contrib is None:
                 contrib = jvp_i(xp, ans, dx, *primals, **params)
@@ -197,6 +234,23 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     if rule.elementwise and tangent.shape[1:] != ans.shape:
         tangent = xp.broadcast_to(tangent, tangent.shape[:1] + ans.shape)
     return Dual(ans, tangent, level)
+
+
+def _as_arrays(args: tuple) -> tuple:
+    """Lists and tuples among an op's array arguments as arrays (a nested list holding Duals is
+    stacked, so its tangents are kept)."""
+    return tuple(as_array(a) if type(a) is list or type(a) is tuple else a for a in args)
+
+
+def as_array(a: Any) -> Any:
+    """An array-like (nested lists/tuples of numbers, arrays or Duals) as one array or Dual."""
+    if type(a) is not list and type(a) is not tuple:
+        return a
+    items = [as_array(e) for e in a]
+    if any(type(e) is Dual for e in items):
+        return apply("stack", *items, axis=0)
+    xp = array_namespace(*items)
+    return xp.asarray(items) if xp is not np else np.asarray(items)
 
 
 def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals: tuple, params: dict) -> Any:
@@ -217,10 +271,6 @@ def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals
     if not buffers.plain(factor) or not xp.isfinite(factor).all():
         return None
     return xp.multiply(factor, dx, out=out)
-
-
-def _dense(t: Any) -> Any:
-    return t.dense() if type(t) is Diagonal else t
 
 
 def _common_diagonal(args: tuple, level: int, ans: Any) -> Diagonal | None:

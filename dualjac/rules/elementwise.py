@@ -2,9 +2,8 @@
 
 ``apply`` hands every rule here tangents already expanded to the output's rank, so
 each formula is the scalar derivative times ``dx`` and broadcasting does the rest.
-Kinks follow torch's conventions so that ``dualjac.torch.check`` agrees with
-``torch.func.jvp``: ``abs'(0) = 0``; ``maximum``/``minimum`` split ties 1/2 : 1/2;
-``fmax`` gives a tie to its second argument, ``fmin`` to its first.
+Kinks, ties and NaN follow dualjac's own conventions, stated once in
+docs/concepts/conventions.md (and in the comment above the kink rules below).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..dual import Dual
-from . import as_dtype, defrule
+from . import defrule, select
 
 
 def _dpow_dx(xp, x, y):
@@ -108,32 +107,48 @@ _elementwise("hypot", lambda xp, ans, dx, x, y: (x / ans) * dx, lambda xp, ans, 
 _elementwise("deg2rad", lambda xp, ans, dx, x: (math.pi / 180) * dx)
 _elementwise("rad2deg", lambda xp, ans, dx, x: (180 / math.pi) * dx)
 
-# --- kinks (torch's conventions) ------------------------------------------------------
+# --- kinks: dualjac's conventions (docs/concepts/conventions.md) ----------------------------
+# abs'(0) = 0. maximum, minimum, fmax and fmin give each argument the tangent where it is the
+# result and split a tie 1/2 : 1/2. A NaN result has a NaN tangent; fmax/fmin skip a NaN argument,
+# so there the other argument's tangent passes. These are selections, not products: a tangent
+# that is not taken (even inf or NaN) contributes 0.
 _elementwise("absolute", lambda xp, ans, dx, x: xp.sign(x) * dx)
 _elementwise("fabs", lambda xp, ans, dx, x: xp.sign(x) * dx)
-# maximum/minimum: the larger (smaller) argument takes the tangent; a tie splits it 1/2 : 1/2
-_elementwise(
+
+
+def _pick(xp, ans, wins, ties, d):
+    """``d`` where this argument wins, ``d / 2`` on a tie, 0 elsewhere; NaN where the result is NaN."""
+    return select(xp, ans, wins, d, nan_where=ans) + select(xp, ans, ties, 0.5 * d)
+
+
+def _elementwise_select(name, *jvp):
+    defrule(name, jvp=jvp, elementwise=True, selects=True)
+
+
+_elementwise_select(
     "maximum",
-    lambda xp, ans, dx, x, y: as_dtype(ans, (x > y) + 0.5 * (x == y)) * dx,
-    lambda xp, ans, dy, x, y: as_dtype(ans, (x < y) + 0.5 * (x == y)) * dy,
+    lambda xp, ans, dx, x, y: _pick(xp, ans, x > y, x == y, dx),
+    lambda xp, ans, dy, x, y: _pick(xp, ans, x < y, x == y, dy),
 )
-_elementwise(
+_elementwise_select(
     "minimum",
-    lambda xp, ans, dx, x, y: as_dtype(ans, (x < y) + 0.5 * (x == y)) * dx,
-    lambda xp, ans, dy, x, y: as_dtype(ans, (x > y) + 0.5 * (x == y)) * dy,
+    lambda xp, ans, dx, x, y: _pick(xp, ans, x < y, x == y, dx),
+    lambda xp, ans, dy, x, y: _pick(xp, ans, x > y, x == y, dy),
 )
-# fmax/fmin ignore NaN: x takes the tangent where it wins or y is NaN. Ties follow torch,
-# which (asymmetrically) gives fmax's tie to y and fmin's tie to x.
-_elementwise(
+_elementwise_select(
     "fmax",
-    lambda xp, ans, dx, x, y: as_dtype(ans, (x > y) | xp.isnan(y)) * dx,
-    lambda xp, ans, dy, x, y: as_dtype(ans, ~((x > y) | xp.isnan(y))) * dy,
+    lambda xp, ans, dx, x, y: _pick(xp, ans, (x > y) | xp.isnan(y), x == y, dx),
+    lambda xp, ans, dy, x, y: _pick(xp, ans, (x < y) | xp.isnan(x), x == y, dy),
 )
-_elementwise(
+_elementwise_select(
     "fmin",
-    lambda xp, ans, dx, x, y: as_dtype(ans, (x <= y) | xp.isnan(y)) * dx,
-    lambda xp, ans, dy, x, y: as_dtype(ans, ~((x <= y) | xp.isnan(y))) * dy,
+    lambda xp, ans, dx, x, y: _pick(xp, ans, (x < y) | xp.isnan(y), x == y, dx),
+    lambda xp, ans, dy, x, y: _pick(xp, ans, (x > y) | xp.isnan(x), x == y, dy),
 )
+# a real value is its own conjugate
+_elementwise("conjugate", lambda xp, ans, dx, x: dx)
+# rounding is piecewise constant
+defrule("round", primal=lambda xp, x, decimals=0: xp.round(x, decimals), nondiff=True)
 
 # --- piecewise constant: the result is a plain array (a symbolic zero tangent) ------------
 for _name in (
@@ -154,10 +169,3 @@ def _stop_gradient(xp, x):
 
 
 defrule("stop_gradient", primal=_stop_gradient, nondiff=True)
-defrule("round", primal=lambda xp, x, decimals=0: xp.round(x, decimals=decimals), nondiff=True)
-
-# real, imag and conj are linear over the reals: the same op on the tangent. Not ``elementwise``: on a
-# complex tangent they are not a factor times dx (imag(dx) != imag(1) dx).
-defrule("real", primal=lambda xp, x: xp.real(x), jvp=(lambda xp, ans, dx, x: xp.real(dx),))
-defrule("imag", primal=lambda xp, x: xp.imag(x), jvp=(lambda xp, ans, dx, x: xp.imag(dx),))
-defrule("conjugate", jvp=(lambda xp, ans, dx, x: xp.conjugate(dx),))

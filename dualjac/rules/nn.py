@@ -25,7 +25,7 @@ import numbers
 
 from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import as_dtype, defrule, lanes_to_rank, neg_axes, sum_parts
+from . import as_dtype, defrule, lanes_to_rank, neg_axes, select, sum_parts
 
 SQRT1_2 = math.sqrt(0.5)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -40,6 +40,17 @@ def _act(name, primal, d):
         jvp=(lambda xp, ans, dx, x, **p: d(xp, ans, x, **p) * dx,),
         elementwise=True,
     )
+
+
+def _act_select(name, primal, mask, factor=None):
+    """An activation whose derivative is 0 off ``mask(xp, x, **p)``: a selection (an inf tangent
+    there gives 0, as torch's threshold backward does), NaN where the result is NaN."""
+
+    def jvp(xp, ans, dx, x, **p):
+        d = dx if factor is None else factor(xp, ans, x, **p) * dx
+        return select(xp, ans, mask(xp, x, **p), d, nan_where=ans)
+
+    defrule(name, primal=primal, jvp=(jvp,), elementwise=True, selects=True)
 
 
 def _sum_parts(xp, ans, parts):
@@ -109,7 +120,7 @@ def _softplus0(xp, x):
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-_act("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, ans, x: as_dtype(ans, x > 0))
+_act_select("relu", lambda xp, x: xp.maximum(x, 0), lambda xp, x: x > 0)
 _act(
     "leaky_relu",
     lambda xp, x, negative_slope=0.01: xp.where(x > 0, x, negative_slope * x),
@@ -177,21 +188,20 @@ _act(
     lambda xp, x: xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x))),
     lambda xp, ans, x: _sigmoid(xp, -x),
 )
-_act(
+_act_select(
     "hardtanh",
     lambda xp, x, min_val=-1.0, max_val=1.0: xp.clip(x, min_val, max_val),
-    lambda xp, ans, x, min_val=-1.0, max_val=1.0: as_dtype(ans, (x > min_val) & (x < max_val)),
+    lambda xp, x, min_val=-1.0, max_val=1.0: (x > min_val) & (x < max_val),
 )
-# hardswish = x relu6(x + 3) / 6: derivative relu6(x + 3)/6 + x/6 on (-3, 3)
-_act(
+# hardswish = x relu6(x + 3) / 6: derivative relu6(x + 3)/6 + x/6 on (-3, 3), 0 below -3
+_act_select(
     "hardswish",
     lambda xp, x: x * xp.clip(x + 3, 0, 6) / 6,
-    lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + as_dtype(ans, (x > -3) & (x < 3)) * x / 6,
+    lambda xp, x: x > -3,
+    lambda xp, ans, x: xp.clip(x + 3, 0, 6) / 6 + as_dtype(ans, x < 3) * x / 6,
 )
-_act(
-    "hardsigmoid",
-    lambda xp, x: xp.clip(x + 3, 0, 6) / 6,
-    lambda xp, ans, x: as_dtype(ans, (x > -3) & (x < 3)) / 6,
+_act_select(
+    "hardsigmoid", lambda xp, x: xp.clip(x + 3, 0, 6) / 6, lambda xp, x: (x > -3) & (x < 3), lambda xp, ans, x: 1 / 6
 )
 _act("softsign", lambda xp, x: x / (1 + xp.abs(x)), lambda xp, ans, x: 1 / ((1 + xp.abs(x)) * (1 + xp.abs(x))))
 _act("tanhshrink", lambda xp, x: x - xp.tanh(x), lambda xp, ans, x: xp.tanh(x) ** 2)

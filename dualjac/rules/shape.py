@@ -18,7 +18,7 @@ import numbers
 
 from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import defrule, lanes_to_rank, neg_axes, neg_axis
+from . import defrule, lanes_to_rank, neg_axes, neg_axis, select
 
 LANES = slice(None)  # the index that keeps the lane axis whole
 
@@ -26,12 +26,6 @@ LANES = slice(None)  # the index that keeps the lane axis whole
 def _flat(dx):
     """``(K, *S)`` to ``(K, prod(S))``: the tangent of a flattened array."""
     return dx.reshape(dx.shape[0], -1)
-
-
-def _select(xp, ans, mask, d):
-    """``d`` where ``mask``, else 0, in the result's dtype (a float32 tangent stays float32). A select,
-    not ``as_dtype(ans, mask) * d``: an inf or NaN tangent where the mask is off must give 0, not NaN."""
-    return xp.where(mask, d, xp.zeros((), dtype=ans.dtype))
 
 
 # --- reshaping and moving axes -----------------------------------------------------
@@ -158,15 +152,17 @@ defrule(
     primal=lambda xp, cond, x, y: xp.where(cond, x, y),
     jvp=(
         None,
-        lambda xp, ans, dx, cond, x, y: _select(xp, ans, cond, dx),
-        lambda xp, ans, dy, cond, x, y: xp.where(cond, xp.zeros((), dtype=ans.dtype), dy),
+        lambda xp, ans, dx, cond, x, y: select(xp, ans, cond, dx),
+        lambda xp, ans, dy, cond, x, y: select(xp, ans, ~cond, dy),
     ),
     elementwise=True,
+    selects=True,
 )
 
 
 def _clip_masks(xp, x, lo, hi):
-    """Which argument the result of ``min(max(x, lo), hi)`` comes from: (x, lo, hi) masks."""
+    """Which argument the result of ``min(max(x, lo), hi)`` comes from: (x, lo, hi) masks. At a
+    bound x keeps its tangent (torch's clamp); a NaN x takes no tangent from the bounds."""
     raised = xp.zeros(xp.shape(x), dtype=bool) if lo is None else x < lo
     at_hi = xp.zeros(xp.shape(x), dtype=bool) if hi is None else (x if lo is None else xp.maximum(x, lo)) > hi
     return ~(raised | at_hi), raised & ~at_hi, at_hi
@@ -176,11 +172,12 @@ defrule(
     "clip",
     primal=lambda xp, x, lo, hi: xp.clip(x, lo, hi),
     jvp=(
-        lambda xp, ans, dx, x, lo, hi: _select(xp, ans, _clip_masks(xp, x, lo, hi)[0], dx),
-        lambda xp, ans, dlo, x, lo, hi: _select(xp, ans, _clip_masks(xp, x, lo, hi)[1], dlo),
-        lambda xp, ans, dhi, x, lo, hi: _select(xp, ans, _clip_masks(xp, x, lo, hi)[2], dhi),
+        lambda xp, ans, dx, x, lo, hi: select(xp, ans, _clip_masks(xp, x, lo, hi)[0], dx, nan_where=ans),
+        lambda xp, ans, dlo, x, lo, hi: select(xp, ans, _clip_masks(xp, x, lo, hi)[1], dlo, nan_where=ans),
+        lambda xp, ans, dhi, x, lo, hi: select(xp, ans, _clip_masks(xp, x, lo, hi)[2], dhi, nan_where=ans),
     ),
     elementwise=True,
+    selects=True,
 )
 
 

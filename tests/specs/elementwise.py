@@ -102,8 +102,13 @@ SPECS += [
     Spec("absolute-at-zero", np.absolute, [(6,)], gen=_with_zeros, torch=torch.abs, fd=False),
     Spec("maximum-ties", np.maximum, [((6,), (6,)), ((2, 3), (3,))], gen=_ties, torch=torch.maximum, fd=False),
     Spec("minimum-ties", np.minimum, [((6,), (6,)), ((2, 3), (3,))], gen=_ties, torch=torch.minimum, fd=False),
-    Spec("fmax-ties", np.fmax, [((6,), (6,))], gen=_ties, torch=torch.fmax, fd=False),
-    Spec("fmin-ties", np.fmin, [((6,), (6,))], gen=_ties, torch=torch.fmin, fd=False),
+    # dualjac splits every tie 1/2 : 1/2 (docs/concepts/conventions.md); without NaN, fmax is maximum, and
+    # torch.maximum splits ties the same way (torch.fmax's tie convention changed between releases)
+    Spec("fmax-ties", np.fmax, [((6,), (6,))], gen=_ties, torch=torch.maximum, fd=False),
+    Spec("fmin-ties", np.fmin, [((6,), (6,))], gen=_ties, torch=torch.minimum, fd=False),
+    Spec("conjugate", lambda x: np.conjugate(x) * 2 + x.conj(), list(UNARY), torch=lambda x: x.conj() * 3),
+    Spec("round", lambda x: np.round(x, 1) + np.around(x) + round(x.sum()) + x, list(UNARY),
+         torch=lambda x: torch.round(x, decimals=1) + torch.round(x) + torch.round(x.sum()) + x, fd=False),
     # piecewise constant: zero derivative, a plain (symbolic zero) result
     Spec("piecewise-constant",
          lambda x: x * 0.5 + np.floor(x) + np.ceil(x) + np.rint(x) + np.trunc(x) + np.sign(x)

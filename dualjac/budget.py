@@ -1,0 +1,50 @@
+"""Memory budgets of transform passes: each pass (one level) holds its own.
+
+A pass with K lanes makes ``(K, *S)`` tangents for every value S it computes, and which
+values a function computes is known only by running it: a 16-feature input can meet a
+4096-wide hidden layer. So a transform states, per pass, how many tangent elements one
+array may hold (``config.tangent_bytes``), and ``rules.apply`` calls ``check`` before it
+computes a tangent: a pass that would go over stops *before* allocating (``OverBudget``),
+and the transform re-plans with fewer lanes from the size it was told. Each level has its
+own entry, so nested transforms budget their own passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .dual import Dual
+
+_LIMITS: dict[int, list[int]] = {}  # level -> [max elements of one tangent array, widest value seen]
+
+
+class OverBudget(Exception):
+    """Internal: the pass of ``level`` would make a tangent of ``size * lanes`` elements."""
+
+    def __init__(self, level: int, size: int) -> None:
+        super().__init__(level, size)
+        self.level, self.size = level, size
+
+
+def start(level: int, max_elements: int) -> None:
+    _LIMITS[level] = [max_elements, 0]
+
+
+def stop(level: int) -> int:
+    """End the pass; the widest value (elements) it computed."""
+    return _LIMITS.pop(level, (0, 0))[1]
+
+
+def check(level: int, ans: Any, args: tuple) -> None:
+    entry = _LIMITS.get(level)
+    if entry is None:
+        return
+    size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else getattr(ans, "size", 0)
+    if size > entry[1]:
+        entry[1] = size
+    for a in args:
+        if type(a) is Dual and a.level == level:
+            lanes = a.tangent.shape[0]
+            if lanes > 1 and size * lanes > entry[0]:
+                raise OverBudget(level, size)
+            return
