@@ -21,7 +21,7 @@ from .rules import RULES, apply, defrule
 def register_numpy(func: Any, rule: str | Callable[..., Any]) -> None:
     """Route NumPy's calls of ``func`` on Duals to a rule of ``dj.RULES``.
 
-    ``func`` is a ufunc (NumPy's, SciPy's, one made by numba's ``@vectorize``...), whose inputs are
+    ``func`` is a ufunc (NumPy's, SciPy's, numba's ``@vectorize`` with signatures...), whose inputs are
     the rule's arguments, or a function that NumPy dispatches (``__array_function__``: NumPy's own,
     or one decorated with ``numpy.lib.array_function_dispatch``-style overrides). ``rule`` is a
     rule name (the function's arrays are then its positional arguments and the rest its keyword
