@@ -15,7 +15,6 @@ from .errors import (
     RowMixingError,
     TangentLossError,
     UnsupportedOpError,
-    ViewWriteError,
 )
 from .graph import Graph
 from .rules import RULES
@@ -26,7 +25,6 @@ __all__ = [
     "EscapedDualError",
     "NondeterministicFunctionError",
     "RowMixingError",
-    "ViewWriteError",
     "Dual",
     "Graph",
     "RULES",

@@ -68,10 +68,5 @@ class RowMixingError(ValueError):
     ``X - X.mean(0)``), so per-sample Jacobians are not defined by its lanes."""
 
 
-class ViewWriteError(TypeError):
-    """An in-place write went through a view of another dual array, or a view was read after
-    the array it views was written to: NumPy's aliasing cannot be carried by dual values."""
-
-
 class ComplexValueError(TypeError):
     """A differentiated value became complex: dualjac carries real tangents only."""
