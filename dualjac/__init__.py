@@ -5,6 +5,8 @@
 [[0.0, 0.0], [0.0, 1.3818]]
 """
 
+from . import nn
+from .custom import defrule, register_numpy, stop_gradient
 from .dual import Dual
 from .errors import (
     ComplexValueError,
@@ -30,9 +32,13 @@ __all__ = [
     "UnsupportedOpError",
     "batch_jacobian",
     "config",
+    "defrule",
     "hessian",
     "jacfwd",
     "jacobian",
     "jvp",
+    "nn",
+    "register_numpy",
+    "stop_gradient",
 ]
 __version__ = "0.1.0"

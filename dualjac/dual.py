@@ -327,8 +327,13 @@ def _where() -> str:
         return ""
     mod = found.f_globals.get("__name__", "")
     public = ".".join(p for p in mod.split(".") if not p.startswith("_")) or mod
-    name = getattr(found.f_code, "co_qualname", found.f_code.co_name)
-    return f" in {public}.{name} ({found.f_code.co_filename}:{found.f_lineno})"
+    name = f"{public}.{getattr(found.f_code, 'co_qualname', found.f_code.co_name)}"
+    twin = f"; call {_TWINS[name]} instead, which takes Duals" if name in _TWINS else ""
+    return f" in {name} ({found.f_code.co_filename}:{found.f_lineno}){twin}"
+
+
+# library functions that convert their input, and dualjac's functions that compute the same values on Duals
+_TWINS = {f"scipy.special.{f}": f"dualjac.nn.{f}" for f in ("logsumexp", "softmax", "log_softmax")}
 
 
 # numpy_api maps NumPy calls to rules; imported last because it needs Dual defined.

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import scipy_api
 from .backend import _lookup, array_namespace, is_array
 from .dual import Dual
 from .errors import UnsupportedOpError
@@ -62,7 +63,7 @@ def _known(x: Any) -> bool:
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     if method in ("at", "reduceat"):
         raise UnsupportedOpError(
-            f"numpy.{ufunc.__name__}.{method}",
+            f"{_name(ufunc)}.{method}",
             f"{method} updates in place, which cannot carry tangent lanes; build the result "
             "with np.where, indexing or a sum instead",
         )
@@ -71,7 +72,7 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
             return NotImplemented
     out = kwargs.pop("out", None) if kwargs else None
     if method == "__call__":
-        name = UFUNCS.get(ufunc)
+        name = UFUNCS.get(ufunc) or scipy_api.ufunc_rule(ufunc)
         if name is None:
             raise UnsupportedOpError(_name(ufunc))
         if kwargs:
@@ -87,13 +88,13 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
         a = _cast(as_array(inputs[0]), kwargs.pop("dtype", None))
         _no_kwargs(f"{ufunc.__name__}.accumulate", kwargs)
         result = apply(_ACCUMULATE[ufunc], a, axis=axis)
-    elif method == "outer" and ufunc in UFUNCS:
+    elif method == "outer" and (ufunc in UFUNCS or scipy_api.ufunc_rule(ufunc)):
         a, b = (as_array(v) for v in inputs)
         a = reshape(a, np.shape(a) + (1,) * np.ndim(b))
         result = apply(UFUNCS[ufunc], a, b)
     else:
         raise UnsupportedOpError(
-            f"numpy.{ufunc.__name__}.{method}",
+            f"{_name(ufunc)}.{method}",
             f"the ufunc method {method!r} has no rule; write it with plain calls "
             "(e.g. np.add.at -> build the result with np.where or indexing)",
         )
@@ -336,11 +337,23 @@ def _take(a, indices, axis=None, out=None, mode="raise"):
     return apply("take", a, indices=indices, axis=axis)
 
 
+def _einsum_string(args: tuple) -> tuple[str, tuple]:
+    """einsum's interleaved form ``(op, sublist, op, sublist, ..., [out])`` as ``(subscripts, ops)``."""
+    n = len(args) // 2
+    ops, subs = args[0 : 2 * n : 2], args[1 : 2 * n : 2]
+    letters = lambda sub: "".join("..." if s is Ellipsis else _EINSUM_LETTERS[s] for s in sub)  # noqa: E731
+    spec = ",".join(letters(s) for s in subs)
+    return (spec + "->" + letters(args[-1]) if len(args) % 2 else spec), tuple(ops)
+
+
+_EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # NumPy's order for sublist ints
+
+
 def _einsum(subscripts, *operands, out=None, optimize=False, dtype=None, **kwargs):
     _reject_out("einsum", out)
     _no_kwargs("einsum", kwargs)
-    if not isinstance(subscripts, str):
-        raise UnsupportedOpError("einsum in interleaved form", "use the string form 'ij,jk->ik'")
+    if not isinstance(subscripts, str):  # interleaved: einsum(x, [0, 1], y, [1, 2], [0, 2])
+        subscripts, operands = _einsum_string((subscripts,) + operands)
     if dtype is not None:  # computed in dtype: the operands cast first
         operands = tuple(astype(o, dtype) for o in operands)
     return apply("einsum", *operands, subscripts=subscripts)
@@ -537,3 +550,8 @@ def array_function(func: Callable[..., Any], types: tuple, args: tuple, kwargs: 
 
 def is_array_type(t: type) -> bool:
     return _lookup(t) is not None
+
+
+# The tables continue in numpy_compose (compositions, decompositions, signal functions) and, once
+# SciPy is imported, scipy_api (scipy.special's ufuncs).
+from . import numpy_compose as _numpy_compose  # noqa: E402, F401

@@ -44,10 +44,21 @@ def is_shape(s: Any) -> bool:
 
 
 def all_specs() -> list[Spec]:
-    from specs import elementwise, inspection, linalg, nn, reductions, shape
+    from specs import (
+        compositions,
+        decompositions,
+        elementwise,
+        inspection,
+        linalg,
+        nn,
+        reductions,
+        shape,
+        signal,
+        special,
+    )
 
     out: list[Spec] = []
-    for mod in (elementwise, inspection, reductions, linalg, shape, nn):
+    for mod in (elementwise, inspection, reductions, linalg, shape, nn, decompositions, signal, special, compositions):
         out.extend(mod.SPECS)
     names = [s.name for s in out]
     dup = {n for n in names if names.count(n) > 1}

@@ -6,7 +6,8 @@
 * Printed output is checked where the page states it: a ```text block right after a
   python block (blank lines between are allowed) must equal what the block printed;
   otherwise ``# prints: ...`` comments, in order, are the expected lines.
-* Pages must not leak state: ``dj.RULES`` and ``dj.config`` are restored after each page.
+* Pages must not leak state: ``dj.RULES``, NumPy's routes to rules (``dj.register_numpy``) and
+  ``dj.config`` are restored after each page.
 
 And ``mkdocs build --strict`` must pass (skipped when mkdocs is not installed).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import dualjac as dj
+from dualjac import numpy_api
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
@@ -97,6 +99,7 @@ def test_page_code_runs_and_prints_what_it_says(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["docs"])
     saved_rules, saved_config = dict(dj.RULES), dataclasses.replace(dj.config)
+    saved_routes = [(t, dict(t)) for t in (numpy_api.UFUNCS, numpy_api.FUNCTIONS)]  # dj.register_numpy
     namespace: dict = {"__name__": "__docs__"}
     try:
         for block in python_blocks(page):
@@ -118,6 +121,9 @@ def test_page_code_runs_and_prints_what_it_says(page, tmp_path, monkeypatch):
     finally:
         dj.RULES.clear()
         dj.RULES.update(saved_rules)
+        for table, items in saved_routes:
+            table.clear()
+            table.update(items)
         for f in dataclasses.fields(dj.config):
             setattr(dj.config, f.name, getattr(saved_config, f.name))
 

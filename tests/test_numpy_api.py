@@ -70,8 +70,8 @@ def test_item_assignment_on_a_dual_is_functional_and_differentiable():
 def test_numpy_function_without_a_rule_names_it():
     with pytest.raises(UnsupportedOpError, match=r"numpy\.fft\.fft"):
         dj.jacfwd(lambda x: np.fft.fft(x))(np.ones(3))
-    with pytest.raises(UnsupportedOpError, match=r"numpy\.gradient"):
-        dj.jacfwd(lambda x: np.gradient(x))(np.ones(3))
+    with pytest.raises(UnsupportedOpError, match=r"numpy\.trapezoid"):
+        dj.jacfwd(lambda x: np.trapezoid(x))(np.ones(3))
 
 
 def test_ufunc_without_a_rule_and_unsupported_ufunc_methods_name_them():

@@ -8,7 +8,9 @@ import pytest
 
 import dualjac as dj
 from dualjac import numpy_api
+from dualjac.rules.special import NEEDS_SCIPY
 from rule_specs import all_specs
+from specs import special as special_specs
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,10 @@ def reached():
 
 
 def test_every_rule_has_a_spec(reached):
-    missing = sorted(set(dj.RULES) - reached[0])
+    missing = set(dj.RULES) - reached[0]
+    if special_specs.sp is None:  # their specs need SciPy (tests/specs/special.py)
+        missing -= set(NEEDS_SCIPY)
+    missing = sorted(missing)
     assert not missing, f"rules with no spec in tests/specs/: {missing}"
 
 

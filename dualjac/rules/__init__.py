@@ -297,8 +297,11 @@ def _wrap(ans: Any, tangent: Any, level: int) -> Any:
 
 
 # Importing the families fills RULES.
+from . import decompositions as _decompositions  # noqa: E402, F401
 from . import elementwise as _elementwise  # noqa: E402, F401
 from . import linalg as _linalg  # noqa: E402, F401
 from . import nn as _nn  # noqa: E402, F401
 from . import reductions as _reductions  # noqa: E402, F401
 from . import shape as _shape  # noqa: E402, F401
+from . import signal as _signal  # noqa: E402, F401
+from . import special as _special  # noqa: E402, F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ..dual import Dual
 from . import defrule, select
 
 
@@ -158,5 +159,13 @@ for _name in (
 ):  # fmt: skip
     defrule(_name, nondiff=True)
 
-# torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent)
-defrule("stop_gradient", primal=lambda xp, x: x, nondiff=True)
+
+# torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent),
+# for every enclosing transform too (under dj.hessian, not only the innermost one)
+def _stop_gradient(xp, x):
+    while type(x) is Dual:
+        x = x.primal
+    return x
+
+
+defrule("stop_gradient", primal=_stop_gradient, nondiff=True)

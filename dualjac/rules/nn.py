@@ -25,7 +25,7 @@ import numbers
 
 from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import as_dtype, defrule, lanes_to_rank, neg_axes, neg_axis, select, sum_parts
+from . import as_dtype, defrule, lanes_to_rank, neg_axes, select, sum_parts
 
 SQRT1_2 = math.sqrt(0.5)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -244,12 +244,12 @@ def _softmax(xp, x, axis=-1):
 
 # d softmax = s * (dx - sum(s * dx)); d log_softmax = dx - sum(s * dx); d logsumexp = sum(s * dx)
 def _dsoftmax(xp, ans, dx, x, axis=-1):
-    a = neg_axis(axis, x.ndim)
+    a = neg_axes(axis, x.ndim)  # an int, a tuple, or None (all axes)
     return ans * (dx - xp.sum(ans * dx, axis=a, keepdims=True))
 
 
 def _dlog_softmax(xp, ans, dx, x, axis=-1):
-    a = neg_axis(axis, x.ndim)
+    a = neg_axes(axis, x.ndim)  # an int, a tuple, or None (all axes)
     return dx - xp.sum(xp.exp(ans) * dx, axis=a, keepdims=True)
 
 
