@@ -8,6 +8,7 @@
 from .dual import Dual
 from .errors import TangentLossError, UnsupportedOpError
 from .graph import Graph
+from .reverse import grad, hvp, jacrev, linearize, vjp
 from .rules import RULES
 from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
 
@@ -19,9 +20,14 @@ __all__ = [
     "UnsupportedOpError",
     "batch_jacobian",
     "config",
+    "grad",
     "hessian",
+    "hvp",
     "jacfwd",
     "jacobian",
+    "jacrev",
     "jvp",
+    "linearize",
+    "vjp",
 ]
 __version__ = "0.1.0"

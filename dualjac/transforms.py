@@ -346,13 +346,17 @@ def _strip(tree: Any, level: int) -> Any:
     return unflatten(treedef, [_primal(x, level) for x in leaves])
 
 
-def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None) -> Any:
+def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
     """The Jacobian with the nesting of ``torch.autograd.functional.jacobian``.
 
     ``inputs`` is an array or a tuple of arrays, passed as ``f(*inputs)``. With a
     single input and a single output the result is one array of shape
     ``out.shape + in.shape``; a tuple of inputs gives a tuple per output; a tuple of
     outputs gives a tuple over outputs (of tuples over inputs).
+
+    ``mode``: ``"forward"`` (tangent lanes, one per input element), ``"reverse"`` (cotangent lanes,
+    one per output element, ``dualjac.reverse``) or ``"auto"``: forward for at most 64 input
+    elements, else reverse when the output has at most a quarter as many elements.
 
     >>> import numpy as np, dualjac as dj
     >>> f = lambda x1, x2, x3: (x1 + x2, x3 * x1, x2 ** 3)
@@ -362,11 +366,19 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
+    if mode != "forward":  # reverse mode, or auto's pick (it lives beside the forward transforms)
+        from . import reverse
+
+        nums = tuple(range(len(args)))
+        n_in = sum(int(np.size(value(x))) for x in flatten(args)[0])
+        jac = reverse.auto_jacobian(f, args, nums, single_in, n_in, reverse.check_mode(mode), chunk_size)
+        if jac is not None:
+            return jac
     jac = jacfwd(f, argnums=0 if single_in else tuple(range(len(args))), chunk_size=chunk_size)(*args)
     return jac
 
 
-def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None) -> Any:
+def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
     """Per-sample Jacobians of a batch: shape ``(B, *out_item, *in_item)``.
 
     ``f`` maps a batch ``x`` of shape ``(B, *in_item)`` to outputs of shape
@@ -385,6 +397,13 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
     B = np.shape(x)[0]
+    if mode != "forward":
+        from . import reverse
+
+        n_in = int(np.size(value(x))) // max(B, 1)
+        jac = reverse.auto_jacobian(f, (x,), (0,), True, n_in, reverse.check_mode(mode), chunk_size, nlead=1)
+        if jac is not None:
+            return jac
     inputs = _Inputs([x], lead=(B,))
     run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
@@ -401,12 +420,19 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     return unflatten(out_def, blocks)
 
 
-def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
-    """The Hessian of ``f`` by forward-over-forward: ``jacfwd(jacfwd(f))``.
+def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, mode: str = "auto") -> Callable[..., Any]:
+    """The Hessian of ``f``: ``jacfwd(jacfwd(f))`` (``mode="forward"``) or forward-over-reverse
+    ``jacfwd(jacrev(f))`` (``mode="reverse"``, the Autodiff Cookbook's choice for wide inputs).
+    ``"auto"`` picks forward-over-reverse for more than 64 input elements.
 
     >>> import numpy as np, dualjac as dj
     >>> H = dj.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
     >>> H.tolist()
     [[6.0, 0.0], [0.0, 12.0]]
     """
-    return jacfwd(jacfwd(f, argnums), argnums)
+    if mode == "forward":
+        return jacfwd(jacfwd(f, argnums), argnums)
+    from . import reverse
+
+    reverse.check_mode(mode)
+    return lambda *args: jacfwd(reverse.hessian_inner(f, argnums, mode, args), argnums)(*args)

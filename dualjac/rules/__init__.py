@@ -57,6 +57,10 @@ class Rule(NamedTuple):
 
 
 RULES: dict[str, Rule] = {}
+# Reverse mode (dualjac/linearize.py) registers here the joint rules whose tangent numerics are not NumPy
+# calls (conv's im2col): given a symbolic tangent, ``apply`` calls this entry instead, which records the
+# whole tangent map as one linear op. Empty until dualjac.linearize is imported; never used for arrays.
+SYMBOLIC: dict[str, Callable[..., Any]] = {}
 PEAK = [0]  # size of the largest differentiated value since a transform reset it (for chunking)
 
 
@@ -164,7 +168,10 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
 
     if rule.joint is not None:
         tangents = [_dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
-        return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
+        joint = rule.joint
+        if name in SYMBOLIC and any(getattr(t, "_dualjac_symbolic", False) for t in tangents):
+            joint = SYMBOLIC[name]
+        return _wrap(ans, joint(xp, ans, tangents, *primals, **params), level)
 
     diag = _common_diagonal(args, level, ans) if rule.elementwise else None
     tangent = None
