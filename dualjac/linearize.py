@@ -139,6 +139,13 @@ class Linear(NDArrayOperatorsMixin):
         new = _setitem(self, key, value)
         self.id, self.shape, self.dtype = new.id, new.shape, new.dtype  # the slot now holds the new node
 
+    def zeros(self, c: Any) -> Linear:
+        """A tangent of this tape that is the constant zero ``c`` (an array to write tangents into)."""
+        if not _is_zero(c):
+            raise NonLinearError("writing a tangent into a non-zero constant", "the result is affine, not linear")
+        shape, dtype = _shape(c), np.result_type(_dtype(c), self.dtype)
+        return self.tape.add(Node((), lambda: np.zeros(shape, dtype=dtype), None, shape, dtype, "zeros"))
+
     def reshape(self, *shape: Any, order: str = "C") -> Linear:
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = shape[0]
@@ -449,9 +456,7 @@ def _reshape(x: Linear, shape: Any, order: str = "C", **kw: Any) -> Linear:
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
     new = np.broadcast_to(np.zeros((), dtype=np.int8), x.shape).reshape(shape).shape
     xs = x.shape
-    return _record(
-        [x], lambda v: v.reshape(new), lambda ct: (ct.reshape(ct.shape[:1] + xs),), new, x.dtype, "reshape"
-    )
+    return _record([x], lambda v: v.reshape(new), lambda ct: (ct.reshape(ct.shape[:1] + xs),), new, x.dtype, "reshape")
 
 
 def _transpose(x: Linear, axes: Any = None) -> Linear:
@@ -511,25 +516,32 @@ def _setitem(x: Linear, key: Any, value: Any) -> Linear:
     """``x[key] = value`` as a new node: the slot takes ``value`` (a tangent, or a zero constant)."""
     key = key if isinstance(key, tuple) else (key,)
     key = tuple(numpy_api.value(k) for k in key)
-    if not _is_basic_key(key):
-        raise NoTransposeError("assignment to a tangent with an index array", "use mode='forward'")
-    slot = np.broadcast_to(np.zeros((), dtype=np.int8), x.shape)[key].shape
+    idx = np.arange(x.size).reshape(x.shape)[key]
+    slot, flat = idx.shape, idx.reshape(-1)
+    if np.unique(flat).size != flat.size:
+        raise NoTransposeError("assignment to a tangent with repeated indices", "the last write wins")
     ins = [x]
     if _is_linear(value):
         ins.append(value)
     elif not _is_zero(value):
         raise NonLinearError("writing a non-zero constant into a tangent", "a constant slot is affine, not linear")
-    vs = _shape(value)
+    vs, xs = _shape(value), x.shape
 
     def fwd(v, *w):
-        out = np.array(v, copy=True) if type(v) is np.ndarray else v.copy()
-        return _put(out, key, w[0] if w else 0)
+        out = v.copy()
+        out[key] = w[0] if w else 0
+        return out
 
     def transpose(ct):
-        cx = _put(np.array(ct, copy=True) if type(ct) is np.ndarray else ct.copy(), (slice(None),) + key, 0)
+        K = ct.shape[0]
+        c2 = ct.reshape(K, -1)
+        cx = c2.copy()
+        cx[:, flat] = 0  # the slot's old contents were overwritten: no cotangent flows to them
         if len(ins) == 1:
-            return (cx,)
-        return (cx, unbroadcast(ct[(slice(None),) + key], vs if len(vs) <= len(slot) else slot))
+            return (cx.reshape((K,) + xs),)
+        cv = c2[:, flat].reshape((K,) + slot)
+        cv = unbroadcast(cv, vs[-len(slot) :] if len(vs) > len(slot) else vs).reshape((K,) + vs)
+        return (cx.reshape((K,) + xs), cv)
 
     return _record(ins, fwd, transpose, x.shape, x.dtype, "setitem")
 
@@ -583,9 +595,11 @@ def _pad(x: Linear, pad_width: Any, mode: str = "constant", **kw: Any) -> Linear
         if any(v for v in np.ravel(kw.get("constant_values", 0))):
             raise NonLinearError("padding a tangent with a non-zero constant", "the result is affine, not linear")
         return _gather(x, lambda ia: np.pad(ia, pad_width, mode="constant", constant_values=x.size), "pad")
-    if mode in ("edge", "reflect", "symmetric", "wrap"):
+    if mode in ("edge", "reflect", "symmetric", "wrap") and kw.get("reflect_type", "even") == "even":
         return _gather(x, lambda ia: np.pad(ia, pad_width, mode=mode, **kw), "pad")
-    raise NoTransposeError(f"numpy.pad with mode={mode!r}", "use mode='forward'")
+    raise NoTransposeError(
+        f"numpy.pad with mode={mode!r} {kw or ''}".strip(), "only padding by copies of elements has one"
+    )
 
 
 def _concatenate(arrays: Sequence[Any], axis: int = 0, **kw: Any) -> Linear:
@@ -776,7 +790,41 @@ def _conv_x(dx, ans, x, w, stride, padding, dilation, groups, conv_params):
     return _record([dx], fwd, transpose, shape, dx.dtype, "conv")
 
 
+def _conv_transpose_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    from .rules import RULES
+    from .rules.nn import _pad_spatial, _tuple
+
+    p = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    dx, rest = ts[0], [None] + list(ts[1:])
+    joint = RULES["conv_transpose"].joint
+    parts = [joint(xp, ans, rest, x, w, b, **p)] if any(t is not None for t in rest) else []
+    if dx is not None and not _is_linear(dx):
+        parts.append(joint(xp, ans, [dx, None, None], x, w, None, **p))
+    elif dx is not None:
+        nd = w.ndim - 2
+        pad, opad = _tuple(padding, nd, "padding"), _tuple(output_padding, nd, "output_padding")
+        st, dil = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+        xs, shape = dx.shape, (1,) + tuple(ans.shape)
+
+        def fwd(v):
+            return apply("conv_transpose", v.reshape((-1,) + tuple(x.shape[-nd - 1 :])), w, None, **p).reshape(shape)
+
+        def transpose(ct):  # conv_transpose crops (p, p - o) from the full result: pad them back, then conv
+            c = _pad_spatial(
+                np, ct.reshape((-1,) + tuple(ans.shape[-nd - 1 :])), tuple((a, a - o) for a, o in zip(pad, opad))
+            )
+            y = apply("conv", c, w, None, stride=st, padding=0, dilation=dil, groups=groups)
+            return (y.reshape(ct.shape[:1] + xs),)
+
+        parts.append(_record([dx], fwd, transpose, shape, dx.dtype, "conv_transpose"))
+    out = parts[0]
+    for q in parts[1:]:
+        out = out + q
+    return out
+
+
 SYMBOLIC["conv"] = _conv_symbolic
+SYMBOLIC["conv_transpose"] = _conv_transpose_symbolic
 
 
 # --- linearize -----------------------------------------------------------------------------

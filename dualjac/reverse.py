@@ -350,4 +350,3 @@ def hessian_inner(f: Callable[..., Any], argnums: Any, mode: str, args: tuple) -
         mode = "reverse" if n_in > AUTO_MIN_INPUTS else "forward"
         log.debug("dualjac hessian mode=auto: %s-over-forward/reverse (%d inputs)", mode, n_in)
     return jacrev(f, argnums) if mode == "reverse" else jacfwd(f, argnums)
-
