@@ -6,7 +6,7 @@
 """
 
 from .dual import Dual
-from .errors import TangentLossError, UnsupportedOpError
+from .errors import NonLinearError, NoTransposeError, TangentLossError, UnsupportedOpError
 from .graph import Graph
 from .reverse import grad, hvp, jacrev, linearize, vjp
 from .rules import RULES
@@ -15,6 +15,8 @@ from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
 __all__ = [
     "Dual",
     "Graph",
+    "NoTransposeError",
+    "NonLinearError",
     "RULES",
     "TangentLossError",
     "UnsupportedOpError",

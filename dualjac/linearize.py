@@ -381,7 +381,10 @@ def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Lin
     res = np.einsum(subscripts, *[np.empty(_shape(o), dtype=_dtype(o)) if k == i else o for k, o in enumerate(ops)])
     shape, dtype = res.shape, res.dtype
     z = next(c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in "".join(ins) + out)
-    sizes = {c: n for s, o in zip(ins, ops) for c, n in zip(s, _shape(o))}
+    sizes: dict[str, int] = {}
+    for lab, o in zip(ins, ops):
+        for c, n in zip(lab, _shape(o)):
+            sizes[c] = max(n, sizes.get(c, 1))  # a label of size 1 on one operand broadcasts
     kept = "".join(c for c in ins[i] if c in out or any(c in s for k, s in enumerate(ins) if k != i))
     spec = ",".join([z + out] + [s for k, s in enumerate(ins) if k != i]) + "->" + z + kept
     others = [o for k, o in enumerate(ops) if k != i]
@@ -391,7 +394,7 @@ def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Lin
         if kept != ins[i]:  # labels summed only on the tangent's side: the transpose broadcasts over them
             r = r.reshape(r.shape[:1] + tuple(sizes[c] if c in kept else 1 for c in ins[i]))
             r = np.broadcast_to(r, r.shape[:1] + tuple(sizes[c] for c in ins[i]))
-        return (r,)
+        return (unbroadcast(r, t.shape),)
 
     def fwd(v):
         return np.einsum(subscripts, *[v if k == i else o for k, o in enumerate(ops)], optimize=optimize)
