@@ -44,7 +44,7 @@ class TangentLossError(TypeError):
 
 
 class NoTransposeError(UnsupportedOpError):
-    """Reverse mode met a NumPy function on a tangent that has no transpose in ``dualjac.linearize``.
+    """Reverse mode met a NumPy function on a tangent that has no transpose in ``dualjac.tape``.
 
     Reverse mode (``vjp``, ``jacrev``, ``grad``, ``mode="reverse"``) records the tangent rules as
     linear primitives and transposes them; forward mode needs no transposes, so it still works.

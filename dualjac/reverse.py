@@ -1,6 +1,6 @@
 """Reverse mode: ``linearize``, ``vjp``, ``jacrev``, ``grad``, ``hvp``, and the ``mode="auto"`` choice.
 
-Every transform here linearizes ``f`` once (``dualjac.linearize``: the forward rules record a tape
+Every transform here linearizes ``f`` once (``dualjac.tape``: the forward rules record a tape
 of linear primitives) and transposes the tape. **Cotangent lanes** are the transposed picture of
 tangent lanes: a backward pass carries K output directions at once, cotangents of shape
 ``(K, *shape)``, and yields K rows of the Jacobian. ``jacrev`` needs ``ceil(M / K)`` backward passes
@@ -27,7 +27,7 @@ import numpy as np
 
 from .backend import array_namespace
 from .errors import NoTransposeError
-from .linearize import output_ids, trace
+from .tape import output_ids, trace
 from .numpy_api import value
 from .transforms import _check_input, _levels, _primal, _ready, _strip, config
 from .tree import flatten, unflatten

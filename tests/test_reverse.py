@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dualjac as dj
-from dualjac.linearize import Tape
+from dualjac.tape import Tape
 from dualjac.testing import numerical_jacobian
 from dualjac.tree import flatten, unflatten
 from rule_specs import all_specs
@@ -468,7 +468,7 @@ def test_reverse_over_forward_and_forward_over_reverse_second_derivatives(rng):
 
 def test_a_wrong_transpose_turns_the_identity_red(monkeypatch, rng):
     """The identity check can fail: cumsum transposed as a cumsum (not the reversed one) is caught."""
-    import dualjac.linearize as lz
+    import dualjac.tape as lz
 
     def wrong_cumsum(x, axis=None, dtype=None, out=None):
         return lz._record([x], lambda v: np.cumsum(v, axis=axis), lambda ct: (np.cumsum(ct, axis=axis),),

@@ -57,7 +57,7 @@ class Rule(NamedTuple):
 
 
 RULES: dict[str, Rule] = {}
-# Reverse mode (dualjac/linearize.py) registers here the joint rules whose tangent numerics are not NumPy
+# Reverse mode (dualjac/tape.py) registers here the joint rules whose tangent numerics are not NumPy
 # calls (conv's im2col): given a symbolic tangent, ``apply`` calls this entry instead, which records the
 # whole tangent map as one linear op. Empty until dualjac.linearize is imported; never used for arrays.
 SYMBOLIC: dict[str, Callable[..., Any]] = {}
