@@ -27,8 +27,8 @@ import numpy as np
 
 from .backend import array_namespace
 from .errors import NoTransposeError
-from .tape import output_ids, trace
 from .numpy_api import value
+from .tape import output_ids, trace
 from .transforms import _check_input, _levels, _primal, _ready, _strip, config
 from .tree import flatten, unflatten
 
