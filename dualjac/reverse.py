@@ -29,11 +29,10 @@ from .backend import array_namespace
 from .errors import NoTransposeError
 from .numpy_api import value
 from .tape import output_ids, trace
-from .transforms import _check_input, _levels, _primal, _ready, _strip, config
+from .transforms import AUTO_MIN_INPUTS, _check_input, _levels, _primal, _ready, _strip, config
 from .tree import flatten, unflatten
 
 log = logging.getLogger("dualjac")
-AUTO_MIN_INPUTS = 64  # up to this many input elements (per sample), forward mode's one pass always wins
 AUTO_RATIO = 4  # reverse when outputs <= inputs / AUTO_RATIO (a backward lane costs more than a forward lane)
 MODES = ("auto", "forward", "reverse")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -59,6 +60,8 @@ class Config:
 
 config = Config()
 _levels = itertools.count(1)
+AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
+_log = logging.getLogger("dualjac")
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -366,14 +369,17 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
-    if mode != "forward":  # reverse mode, or auto's pick (it lives beside the forward transforms)
-        from . import reverse
+    n_in = sum(getattr(x, "size", 1) for x in args) if mode == "auto" else 0  # (leaves of pytrees: >= this)
+    if mode != "forward" and n_in > AUTO_MIN_INPUTS or mode not in ("auto", "forward"):
+        from . import reverse  # reverse mode, or auto's pick (it lives beside the forward transforms)
 
         nums = tuple(range(len(args)))
         n_in = sum(int(np.size(value(x))) for x in flatten(args)[0])
         jac = reverse.auto_jacobian(f, args, nums, single_in, n_in, reverse.check_mode(mode), chunk_size)
         if jac is not None:
             return jac
+    elif mode == "auto":
+        _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", n_in, AUTO_MIN_INPUTS)
     jac = jacfwd(f, argnums=0 if single_in else tuple(range(len(args))), chunk_size=chunk_size)(*args)
     return jac
 
@@ -397,13 +403,15 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
     B = np.shape(x)[0]
-    if mode != "forward":
+    if mode != "forward" and (mode != "auto" or np.size(x) > AUTO_MIN_INPUTS * B):
         from . import reverse
 
         n_in = int(np.size(value(x))) // max(B, 1)
         jac = reverse.auto_jacobian(f, (x,), (0,), True, n_in, reverse.check_mode(mode), chunk_size, nlead=1)
         if jac is not None:
             return jac
+    elif mode == "auto":
+        _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
     inputs = _Inputs([x], lead=(B,))
     run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
