@@ -786,11 +786,31 @@ def _conv_x(dx, ans, x, w, stride, padding, dilation, groups, conv_params):
 
     def transpose(ct):
         c = ct.reshape((-1,) + tuple(ans.shape[-nd - 1 :]))  # cotangent lanes (and batch) are one batch axis
-        y = apply("conv_transpose", c, w, None, stride=st, padding=0, output_padding=extra, groups=groups,
-                  dilation=dil)  # fmt: skip
-        return (y[crop].reshape(ct.shape[:1] + xs),)
+        if type(c) is np.ndarray and type(w) is np.ndarray:
+            y = _col2im(c, w, k, st, pairs, dil, groups, xsp)
+        else:  # a Dual cotangent or weight (nested transforms): conv_transpose, through the rules
+            y = apply("conv_transpose", c, w, None, stride=st, padding=0, output_padding=extra, groups=groups,
+                      dilation=dil)[crop]  # fmt: skip
+        return (y.reshape(ct.shape[:1] + xs),)
 
     return _record([dx], fwd, transpose, shape, dx.dtype, "conv")
+
+
+def _col2im(c, w, k, stride, pairs, dil, groups, xsp):
+    """The transpose of conv in x for a plain cotangent ``c`` (N, O, *out): ``cols = Wᵀ c`` (one GEMM
+    per group), then each kernel offset's slab of cols added back where it was read from (col2im).
+    Its columns have C·prod(k) rows, against O·prod(k) for conv_transpose's im2col."""
+    N, O, out = c.shape[0], c.shape[1], c.shape[2:]  # noqa: E741
+    C = w.shape[1] * groups
+    wt = np.swapaxes(w.reshape(groups, O // groups, -1), -1, -2)  # (G, C/G * prod(k), O/G)
+    cols = np.matmul(wt, c.reshape(N, groups, O // groups, -1))  # (N, G, C/G * prod(k), P)
+    cols = cols.reshape((N, C) + tuple(k) + tuple(out))
+    padded = tuple(n + a + b for n, (a, b) in zip(xsp, pairs))
+    y = np.zeros((N, C) + padded, dtype=cols.dtype)
+    for off in np.ndindex(*k):
+        idx = tuple(slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(off, dil, out, stride))
+        y[(Ellipsis,) + idx] += cols[(slice(None), slice(None)) + off]
+    return y[(Ellipsis,) + tuple(slice(a, a + n) for (a, _), n in zip(pairs, xsp))]
 
 
 def _conv_transpose_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
