@@ -301,9 +301,7 @@ def _matmul(a: Any, b: Any) -> Linear:
     if _is_linear(a) and _is_linear(b):
         raise NonLinearError("a matrix product of two tangents", "dx @ dy is not linear (it is second order)")
     sa, sb = _shape(a), _shape(b)
-    out = np.matmul(np.empty(sa[-2:] if len(sa) > 1 else sa), np.empty(sb[-2:] if len(sb) > 1 else sb)).shape
-    lead = np.broadcast_shapes(sa[:-2], sb[:-2])
-    shape = tuple(lead) + tuple(out)
+    shape = _matmul_shape(sa, sb)
     dtype = np.result_type(_dtype(a), _dtype(b))
     if _is_linear(a):
         c = b
@@ -332,6 +330,13 @@ def _matmul(a: Any, b: Any) -> Linear:
         return (unbroadcast(_swap(c) @ ct, sb),)
 
     return _record([b], lambda v: c @ v, transpose_b, shape, dtype, "matmul")
+
+
+def _matmul_shape(sa: tuple, sb: tuple) -> tuple:
+    """The shape of ``a @ b`` (NumPy's rules for 1-D operands; the primal has checked the sizes)."""
+    if len(sa) == 1 or len(sb) == 1:
+        return tuple(sb[:-2] + sb[-1:]) if len(sb) > 1 else tuple(sa[:-1])
+    return tuple(np.broadcast_shapes(sa[:-2], sb[:-2])) + (sa[-2], sb[-1])
 
 
 def _tensordot(a: Any, b: Any, axes: Any = 2) -> Linear:
@@ -378,7 +383,7 @@ def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Lin
     if len(set(ins[i])) != len(ins[i]):
         raise NoTransposeError("einsum with a repeated index on a tangent (a diagonal)", "use mode='forward'")
     t = ops[i]
-    res = np.einsum(subscripts, *[np.empty(_shape(o), dtype=_dtype(o)) if k == i else o for k, o in enumerate(ops)])
+    res = np.einsum(subscripts, *[np.zeros(_shape(o), dtype=_dtype(o)) if k == i else o for k, o in enumerate(ops)])
     shape, dtype = res.shape, res.dtype
     z = next(c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in "".join(ins) + out)
     sizes: dict[str, int] = {}
@@ -678,7 +683,8 @@ def _solve(a: Any, b: Any) -> Linear:
             return (np.swapaxes(np.linalg.solve(_swap(a), np.swapaxes(ct, 0, -1)), 0, -1),)
         return (unbroadcast(np.linalg.solve(_swap(a), ct), sb),)
 
-    shape = np.linalg.solve(np.empty(_shape(a)), np.empty(sb)).shape
+    sa = _shape(a)
+    shape = sa[:-2] + sa[-1:] if vec else tuple(np.broadcast_shapes(sa[:-2], sb[:-2])) + sb[-2:]
     return _record([b], lambda v: np.linalg.solve(a, v), transpose, shape, np.result_type(_dtype(a), b.dtype), "solve")
 
 
