@@ -48,6 +48,10 @@ class Linearized:
         self.leaves = [x if _ready(x) else _check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
         if not self.leaves:
             raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
+        if array_namespace(*[value(x) for x in self.leaves]) is not np:
+            raise NoTransposeError(
+                "arrays that are not NumPy arrays (CuPy)", "reverse mode runs on NumPy arrays so far"
+            )
         self.aux = None
 
         def rebuild(duals: list[Any]) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import numpy_api
+from .backend import array_namespace
 from .errors import NonLinearError, NoTransposeError, TangentLossError
 from .rules import SYMBOLIC, apply
 
@@ -514,7 +515,7 @@ def _getitem(x: Linear, key: Any) -> Linear:
     xs, dtype = x.shape, x.dtype
 
     def transpose(ct):
-        z = np.zeros(ct.shape[:1] + xs, dtype=ct.dtype if hasattr(ct, "dtype") else dtype)
+        z = array_namespace(ct).zeros(ct.shape[:1] + xs, dtype=ct.dtype if hasattr(ct, "dtype") else dtype)
         return (_put(z, (slice(None),) + key, ct),)
 
     return _record([x], lambda v: v[key], transpose, shape, x.dtype, "getitem")
@@ -565,8 +566,9 @@ def _gather(x: Linear, select: Callable[[Any], Any], what: str) -> Linear:
     injective = counts[:n].max(initial=0) <= 1
 
     def fwd(v):
-        ext = np.concatenate([v.reshape(-1), np.zeros(1, dtype=v.dtype)])
-        return ext[flat].reshape(shape)
+        xp = array_namespace(v)
+        ext = xp.concatenate([v.reshape(-1), xp.zeros(1, dtype=v.dtype)])
+        return ext[xp.asarray(flat) if xp is not np else flat].reshape(shape)
 
     def transpose(ct):
         K = ct.shape[0]
@@ -666,8 +668,7 @@ def _where(cond: Any, x: Any, y: Any) -> Linear:
         return np.where(cond, a, b)
 
     def transpose(ct):
-        z = np.zeros((), dtype=np.result_type(_dtype(ct)))
-        return [unbroadcast(np.where(cond, ct, z) if pick else np.where(cond, z, ct), s) for pick, s in parts]
+        return [unbroadcast(np.where(cond, ct, 0.0) if pick else np.where(cond, 0.0, ct), s) for pick, s in parts]
 
     return _record(ins, fwd, transpose, shape, dtype, "where")
 

@@ -479,3 +479,24 @@ def test_a_wrong_transpose_turns_the_identity_red(monkeypatch, rng):
         test_every_linear_primitive_transposes((1, 3, 4), lambda v: np.cumsum(v, axis=-1), np.float64, rng)
     with pytest.raises(AssertionError, match="<u, Jv>"):
         _identity_check(lambda x: np.cumsum(x * x, axis=-1), (rng.standard_normal(5),), rng, 1e-10)
+
+
+def test_reverse_mode_on_a_non_numpy_namespace_says_so_and_auto_uses_forward(rng):
+    """Reverse mode runs on NumPy arrays only (its transposes are not checked on CuPy): a CuPy-like
+    array gets a named error, and mode="auto" takes forward mode there."""
+    from test_backend import StrictArray, strict
+
+    from dualjac import backend
+
+    backend.register_namespace(StrictArray, strict)
+    try:
+        V = StrictArray(rng.standard_normal((100, 2)))
+        x = StrictArray(rng.standard_normal((3, 100)))
+        f = lambda x: np.tanh(x @ V)  # noqa: E731
+        with pytest.raises(dj.NoTransposeError, match="NumPy arrays"):
+            dj.batch_jacobian(f, x, mode="reverse")
+        J = dj.batch_jacobian(f, x)
+        want = dj.batch_jacobian(lambda x: np.tanh(x @ V.a), x.a, mode="forward")
+        np.testing.assert_allclose(J.a, want, rtol=1e-12)
+    finally:
+        backend._BY_TYPE.pop(StrictArray, None)
