@@ -809,14 +809,17 @@ def _col2im(c, w, k, stride, pairs, dil, groups, xsp):
     Its columns have C·prod(k) rows, against O·prod(k) for conv_transpose's im2col."""
     N, O, out = c.shape[0], c.shape[1], c.shape[2:]  # noqa: E741
     C = w.shape[1] * groups
-    wt = np.swapaxes(w.reshape(groups, O // groups, -1), -1, -2)  # (G, C/G * prod(k), O/G)
-    cols = np.matmul(wt, c.reshape(N, groups, O // groups, -1))  # (N, G, C/G * prod(k), P)
-    cols = cols.reshape((N, C) + tuple(k) + tuple(out))
+    # rows ordered (kernel offset, channel) so that each offset's slab of cols is contiguous
+    wg = w.reshape((groups, O // groups, C // groups) + tuple(k))
+    wt = np.moveaxis(wg, 1, -1).reshape(groups, C // groups, -1, O // groups)  # (G, C/G, prod(k), O/G)
+    wt = np.swapaxes(wt, 1, 2).reshape(groups, -1, O // groups)  # (G, prod(k) * C/G, O/G)
+    cols = np.matmul(wt, c.reshape(N, groups, O // groups, -1))  # (N, G, prod(k) * C/G, P)
+    cols = cols.reshape((N, groups) + tuple(k) + (C // groups,) + tuple(out))
     padded = tuple(n + a + b for n, (a, b) in zip(xsp, pairs))
     y = np.zeros((N, C) + padded, dtype=cols.dtype)
     for off in np.ndindex(*k):
         idx = tuple(slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(off, dil, out, stride))
-        y[(Ellipsis,) + idx] += cols[(slice(None), slice(None)) + off]
+        y[(Ellipsis,) + idx] += cols[(slice(None), slice(None)) + off].reshape((N, C) + tuple(out))
     return y[(Ellipsis,) + tuple(slice(a, a + n) for (a, _), n in zip(pairs, xsp))]
 
 
