@@ -500,3 +500,60 @@ def test_reverse_mode_on_a_non_numpy_namespace_says_so_and_auto_uses_forward(rng
         np.testing.assert_allclose(J.a, want, rtol=1e-12)
     finally:
         backend._BY_TYPE.pop(StrictArray, None)
+
+
+def test_big_arrays_bypass_the_pooled_buffers_with_symbolic_tangents(rng):
+    """Elementwise ops on arrays over buffers.MIN_BYTES take apply's pooled `factor * dx` path in
+    forward mode; with symbolic tangents it must fall back to the rule as written (and forward-over-
+    reverse, whose constants are Duals, too)."""
+    x = rng.uniform(0.5, 1.5, size=300_000)  # 2.4 MB
+    f = lambda x: np.sum(np.sin(x) * np.log(x) / x)  # noqa: E731
+    g = dj.grad(f)(x)
+    want = (np.cos(x) * np.log(x) + np.sin(x) / x) / x - np.sin(x) * np.log(x) / x**2
+    np.testing.assert_allclose(g, want, rtol=1e-12)
+    v = rng.standard_normal(x.size)
+    _, hv = dj.hvp(lambda x: np.sum(np.sin(x) * x), x, v)
+    np.testing.assert_allclose(hv, (2 * np.cos(x) - x * np.sin(x)) * v, rtol=1e-10, atol=1e-12)
+
+
+
+def _zoo():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "torch"))
+    from zoo import zoo
+
+    return {c.name: c for c in zoo()}
+
+
+ZOO = _zoo()
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_zoo_model_in_reverse_mode_matches_torch(name):
+    """Graphs from from_torch evaluate through apply, so reverse mode covers them: every zoo model's
+    Jacobian w.r.t. its floating inputs, mode="reverse", against torch.autograd.functional.jacobian."""
+    from dualjac.torch import from_torch
+
+    model, inputs = ZOO[name].model, ZOO[name].inputs
+    g = from_torch(model)
+    xs = tuple(x.numpy() for x in inputs)
+    diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
+
+    def merged(call, all_inputs):
+        def f(*floats):
+            args = list(all_inputs)
+            for i, v in zip(diff, floats):
+                args[i] = v
+            return call(*args)
+
+        return f
+
+    J_t = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff))
+    J = dj.jacobian(merged(g, xs), tuple(xs[i] for i in diff), mode="reverse")
+    rtol = {"mlp_hard": 1e-7, "casts": 1e-6}.get(name, 1e-9)  # torch's float32 constants (as test_fx)
+    ours, theirs = flatten(J)[0], flatten(J_t)[0]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=rtol, atol=1e-12, err_msg=name)
