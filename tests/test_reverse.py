@@ -550,7 +550,7 @@ def test_every_zoo_model_in_reverse_mode_matches_torch(name):
 
         return f
 
-    J_t = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff))
+    J_t = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff), vectorize=True)
     J = dj.jacobian(merged(g, xs), tuple(xs[i] for i in diff), mode="reverse")
     rtol = {"mlp_hard": 1e-7, "casts": 1e-6}.get(name, 1e-9)  # torch's float32 constants (as test_fx)
     ours, theirs = flatten(J)[0], flatten(J_t)[0]
