@@ -302,9 +302,9 @@ def hvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
     single = not isinstance(primals, tuple)
     ps = (primals,) if single else tuple(primals)
     ts = (tangents,) if single else tuple(tangents)
-    g = grad(lambda *xs: (f(*xs), f(*xs)), argnums=tuple(range(len(ps))), has_aux=True)
-    (grads, out), (hv, _) = jvp(lambda *xs: g(*xs), ps, ts)
-    del grads
+    value_too = lambda *xs: (lambda y: (y, y))(f(*xs))  # noqa: E731  f's value rides along as aux
+    g = grad(value_too, argnums=tuple(range(len(ps))), has_aux=True)
+    (_, out), (hv, _) = jvp(g, ps, ts)
     return out, (hv[0] if single else hv)
 
 
