@@ -557,3 +557,32 @@ def test_every_zoo_model_in_reverse_mode_matches_torch(name):
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b.detach().numpy(), rtol=rtol, atol=1e-12, err_msg=name)
+
+
+def _hessian_cases():
+    import test_rules
+
+    skip = set(test_rules.HESSIAN_SKIPS) | set(test_rules.HESSIAN_RAISES) | set(REVERSE_RAISES)
+    return [pytest.param(s, id=s.name) for s in SPECS if s.fd and s.name not in skip], test_rules
+
+
+HESSIAN_CASES, _TR = _hessian_cases()
+
+
+@pytest.mark.parametrize("spec", HESSIAN_CASES)
+def test_every_rule_forward_over_reverse_hessian(spec):
+    """Forward-over-reverse (``hessian(mode="reverse")``: tape constants and cotangents are Duals of
+    the outer transform) against forward-over-forward, which test_rules checks against differences."""
+    rng = np.random.default_rng(1)
+    args = spec.args_for(rng, spec.shapes[0], np.float64)
+    floats = [i for i, a in enumerate(args) if _is_float(a)]
+    i = spec.diff[0] if spec.diff is not None else floats[0]
+    weights = [rng.standard_normal(np.shape(o)) for o in _TR._float_leaves(spec.fn(*args))]
+
+    def g(x):
+        call = list(args)
+        call[i] = x
+        return sum(np.sum(w * leaf) for w, leaf in zip(weights, _TR._float_leaves(spec.fn(*call)))) + 0 * np.sum(x)
+
+    want = dj.hessian(g, mode="forward")(args[i])
+    np.testing.assert_allclose(dj.hessian(g, mode="reverse")(args[i]), want, rtol=1e-8, atol=1e-10)
