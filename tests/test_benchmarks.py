@@ -31,7 +31,7 @@ def test_quick_benchmark_run_agrees_and_writes_json(tmp_path):
 def test_interleaved_timer_runs(tmp_path):
     pytest.importorskip("torch")
     r = subprocess.run(
-        [sys.executable, "-m", "benchmarks.interleaved", "--only", "W7", "--quick", "--rounds", "2"],
+        [sys.executable, "-m", "benchmarks.interleaved", "--only", "W7", "--quick", "--rounds", "2", "--max-s", "60"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
