@@ -369,12 +369,12 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
-    n_in = sum(getattr(x, "size", 1) for x in args) if mode == "auto" else 0  # (leaves of pytrees: >= this)
-    if mode != "forward" and n_in > AUTO_MIN_INPUTS or mode not in ("auto", "forward"):
+    n_in = sum(x.size if type(x) is np.ndarray else _size(x) for x in args) if mode == "auto" else 0
+    if mode not in ("auto", "forward") or (mode == "auto" and n_in > AUTO_MIN_INPUTS):
         from . import reverse  # reverse mode, or auto's pick (it lives beside the forward transforms)
 
         nums = tuple(range(len(args)))
-        n_in = sum(int(np.size(value(x))) for x in flatten(args)[0])
+        n_in = _size(args)
         jac = reverse.auto_jacobian(f, args, nums, single_in, n_in, reverse.check_mode(mode), chunk_size)
         if jac is not None:
             return jac
@@ -382,6 +382,11 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", n_in, AUTO_MIN_INPUTS)
     jac = jacfwd(f, argnums=0 if single_in else tuple(range(len(args))), chunk_size=chunk_size)(*args)
     return jac
+
+
+def _size(tree: Any) -> int:
+    """The number of elements in a pytree of arrays (or Duals, or Python numbers)."""
+    return sum(int(np.size(value(x))) for x in flatten(tree)[0])
 
 
 def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
