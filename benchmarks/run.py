@@ -1,4 +1,4 @@
-"""``python -m benchmarks.run``: time dualjac against its dense-lane limit, torch and JAX.
+"""``python -m benchmarks.run``: time dualjac against its dense-lane limit, torch and JAX (W1–W5, W7).
 
 Options: ``--only W1,W3`` (workload prefixes), ``--repeats N`` (samples, default 7), ``--quick``
 (tiny sizes, one sample: a seconds-long smoke run), ``--json PATH`` (default
@@ -252,6 +252,10 @@ def goals(rows: list[dict]) -> list[str]:
                 parts.append(f"vs best {label} ({best}, {fmt(t[best])}) {dual / t[best]:.2f}{mark}")
         if key == "W5":
             parts.append(f"{fmt(dual)} {'✓' if dual < 50e-6 else '✗'} (< 50 µs)")
+        for k, goal in (("torch.func vmap(jacrev)", 1.5), ("torch.func grad", 2.0)):  # W4 and W7: reverse mode
+            if k in t and key in ("W4", "W7"):
+                mark = "✓" if dual <= goal * t[k] else "✗"
+                parts.append(f"reverse goal: dualjac/{k} {dual / t[k]:.2f} {mark} (≤ {goal})")
         out.append(f"{key}: " + " · ".join(parts))
     return out
 
@@ -294,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nGoals:\n" + "\n".join("- " + g for g in goals(rows)))
     for w in workloads:
         for m in w.get("chunk_memory", []):
-            print(f"- {w['workload']} dualjac chunk_size={m['chunk_size']}: peak traced memory "
+            print(f"- {w['workload']} dualjac mode='forward' chunk_size={m['chunk_size']}: peak traced memory "
                   f"{m['peak_MiB']:.0f} MiB, one call {fmt(m['one_call_s'])}")  # fmt: skip
+        if "tape_memory" in w:
+            m = w["tape_memory"]
+            print(f"- {w['workload']} dualjac reverse mode: tape {m['tape_MiB']:.1f} MiB ({m['nodes']} nodes), "
+                  f"peak traced memory of one call {m['peak_MiB']:.1f} MiB")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "machine": info, "repeats": repeats, "quick": args.quick}
     args.json.write_text(json.dumps(result | {"workloads": workloads, "results": rows}, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""The workloads W1–W5.
+"""The workloads W1–W5 and W7.
 
 A workload is a function ``(quick, ...) -> Workload``. It makes the weights and inputs once (NumPy,
 seeded), converts them once for torch and JAX, and returns one ``Tool`` per way of computing the same
@@ -232,31 +232,51 @@ def w4(quick: bool) -> Workload:
 
         g = from_torch(model)
         g(x[:1])  # lowering errors surface here, not in the timing loop
-        dual = Tool("dualjac", lambda: dj.batch_jacobian(g, x))
+        dual = [
+            Tool("dualjac", lambda: dj.batch_jacobian(g, x), note="mode='auto' (picks reverse)"),
+            Tool("dualjac mode='forward'", lambda: dj.batch_jacobian(g, x, mode="forward")),
+        ]
     except Exception as e:  # any failure of the adapter is reported, not raised
-        dual = Tool("dualjac", None, note=f"adapter not available: {type(e).__name__}: {e}"[:160])
-    tools = [dual] + torch_tools(x, model, True)
+        dual = [Tool("dualjac", None, note=f"adapter not available: {type(e).__name__}: {e}"[:160])]
+    tools = dual + torch_tools(x, model, True)
     jax = _jax()
     if jax is not None:
         params = {k: _tensor_np(v) for k, v in model.state_dict().items()}
         tools += jax_tools(x, _cnn_jax(jax, params), True)
-    extra = (lambda: chunk_memory(g, x, CHUNKS)) if g is not None else None
+    extra = None
+    if g is not None:
+        extra = lambda: chunk_memory(g, x, CHUNKS) | tape_memory(g, (x,), (0,), nlead=1)  # noqa: E731
     return Workload("W4", title, tools, extra=extra)
 
 
 def chunk_memory(g: Callable, x: np.ndarray, chunks: tuple) -> dict:
-    """Peak traced memory (NumPy reports its buffers to tracemalloc) and time of one
+    """Peak traced memory (NumPy reports its buffers to tracemalloc) and time of one forward-mode
     ``batch_jacobian`` call per ``chunk_size``."""
     rows = []
     for cs in chunks:
         tracemalloc.start()
-        dj.batch_jacobian(g, x, chunk_size=cs)
+        dj.batch_jacobian(g, x, chunk_size=cs, mode="forward")
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         t0 = time.perf_counter()
-        dj.batch_jacobian(g, x, chunk_size=cs)
+        dj.batch_jacobian(g, x, chunk_size=cs, mode="forward")
         rows.append({"chunk_size": cs, "peak_MiB": peak / 2**20, "one_call_s": time.perf_counter() - t0})
     return {"chunk_memory": rows}
+
+
+def tape_memory(f: Callable, args: tuple, nums: tuple, nlead: int = 0) -> dict:
+    """Reverse mode's memory, traced: the tape that ``linearize`` keeps (its constants: masks,
+    weights, indices), and the peak of one whole reverse-mode call (tape plus live cotangents)."""
+    from dualjac.reverse import Linearized, _rows
+
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    lin = Linearized(f, args, nums)
+    tape = tracemalloc.get_traced_memory()[0] - base
+    _rows(lin, None, nlead)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return {"tape_memory": {"tape_MiB": tape / 2**20, "peak_MiB": peak / 2**20, "nodes": len(lin.tape.nodes)}}
 
 
 # --- W5: the forum's example, latency -----------------------------------------------------
@@ -283,6 +303,44 @@ def w5(quick: bool) -> Workload:
     return Workload("W5", "latency of dj.jacobian(f, (x1, x2, x3)), f = (x1 + x2, x3·x1, x2³), 0-d inputs", tools)
 
 
+# --- W7: the gradient of a scalar loss of many inputs (reverse mode's home ground) --------------
+def _loss(params: list, x: Any, tanh: Callable) -> Any:
+    y = _mlp(params, x, tanh)
+    return (y * y).sum() / (2 * x.shape[0])
+
+
+def w7(quick: bool) -> Workload:
+    """Gradient of a scalar loss, an MLP 100→256→256→10 (tanh) on x (200, 100): 20,000 inputs."""
+    B, n = (4 if quick else 200), 100
+    params = mlp_params([n, 256, 256, 10], np.float64)
+    x = np.random.default_rng(7).standard_normal((B, n))
+    loss = lambda x: _loss(params, x, np.tanh)  # noqa: E731
+    grad = dj.grad(loss)  # built once, like the torch and JAX transforms
+    tools = [Tool("dualjac", lambda: grad(x), note="dj.grad"), Tool("forward pass", lambda: loss(x), None)]
+    torch, jax = _torch(), _jax()
+    if torch is None:
+        tools.append(Tool("torch", None, note="torch not installed"))
+    else:
+        pt = [(torch.from_numpy(W), torch.from_numpy(b)) for W, b in params]
+        xt = torch.from_numpy(x)
+        g_t = torch.func.grad(lambda x: _loss(pt, x, torch.tanh))
+        tools.append(Tool("torch.func grad", lambda: g_t(xt), _tensor_np))
+
+        def backward():
+            xr = xt.clone().requires_grad_(True)
+            _loss(pt, xr, torch.tanh).backward()
+            return xr.grad
+
+        tools.append(Tool("torch .backward()", backward, _tensor_np))
+    if jax is not None:
+        pj = [(jax.device_put(W), jax.device_put(b)) for W, b in params]
+        g_j = jax.jit(jax.grad(lambda x: _loss(pj, x, jax.numpy.tanh)))
+        xj = jax.device_put(x)
+        tools.append(Tool("jax jit grad", lambda: g_j(xj).block_until_ready()))
+    title = f"gradient of a scalar MLP loss 100→256→256→10 tanh, x ({B}, {n}): {B * n} inputs, 1 output"
+    return Workload("W7", title, tools, extra=lambda: tape_memory(loss, (x,), (0,)))
+
+
 def all_workloads(quick: bool) -> list[tuple[str, Callable[[], Workload]]]:
     """(key, builder) in table order; built lazily, one at a time, so memory is freed in between."""
     return [
@@ -292,4 +350,5 @@ def all_workloads(quick: bool) -> list[tuple[str, Callable[[], Workload]]]:
         ("W3", lambda: w3(quick)),
         ("W4", lambda: w4(quick)),
         ("W5", lambda: w5(quick)),
+        ("W7", lambda: w7(quick)),
     ]

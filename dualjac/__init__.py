@@ -12,11 +12,14 @@ from .errors import (
     ComplexValueError,
     EscapedDualError,
     NondeterministicFunctionError,
+    NonLinearError,
+    NoTransposeError,
     RowMixingError,
     TangentLossError,
     UnsupportedOpError,
 )
 from .graph import Graph
+from .reverse import grad, hvp, jacrev, linearize, vjp
 from .rules import RULES
 from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
 
@@ -27,18 +30,25 @@ __all__ = [
     "RowMixingError",
     "Dual",
     "Graph",
+    "NoTransposeError",
+    "NonLinearError",
     "RULES",
     "TangentLossError",
     "UnsupportedOpError",
     "batch_jacobian",
     "config",
     "defrule",
+    "grad",
     "hessian",
+    "hvp",
     "jacfwd",
     "jacobian",
+    "jacrev",
     "jvp",
     "nn",
     "register_numpy",
     "stop_gradient",
+    "linearize",
+    "vjp",
 ]
 __version__ = "0.1.0"

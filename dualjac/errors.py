@@ -70,3 +70,30 @@ class RowMixingError(ValueError):
 
 class ComplexValueError(TypeError):
     """A differentiated value became complex: dualjac carries real tangents only."""
+
+
+class NoTransposeError(UnsupportedOpError):
+    """Reverse mode met a NumPy function on a tangent that has no transpose in ``dualjac.tape``.
+
+    Reverse mode (``vjp``, ``jacrev``, ``grad``, ``mode="reverse"``) records the tangent rules as
+    linear primitives and transposes them; forward mode needs no transposes, so it still works.
+    """
+
+    def __init__(self, op: str, hint: str = "") -> None:
+        self.op = op
+        msg = (
+            f"dualjac's reverse mode has no transpose for {op}"
+            + (f": {hint}" if hint else "")
+            + ". Use forward mode for this function (dj.jacfwd, or mode='forward')."
+        )
+        TypeError.__init__(self, msg)
+
+
+class NonLinearError(NoTransposeError):
+    """A tangent was used non-linearly while reverse mode linearized a function (``dx * dy``,
+    ``dx + 1``): a rule that is not linear in its tangent, which only forward mode can run."""
+
+    def __init__(self, op: str, hint: str = "") -> None:
+        self.op = op
+        msg = f"reverse mode found a non-linear use of a tangent: {op}" + (f" ({hint})" if hint else "")
+        TypeError.__init__(self, msg + ". Use forward mode for this function (dj.jacfwd, or mode='forward').")

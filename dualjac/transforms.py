@@ -15,6 +15,7 @@ inside another only sees its own perturbations.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -58,6 +59,8 @@ class Config:
 
 
 config = Config()
+AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
+_log = logging.getLogger("dualjac")
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -446,13 +449,17 @@ def _strip(tree: Any, level: int) -> Any:
     return unflatten(treedef, [_primal(x, level) for x in leaves])
 
 
-def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None) -> Any:
+def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
     """The Jacobian with the nesting of ``torch.autograd.functional.jacobian``.
 
     ``inputs`` is an array or a tuple of arrays, passed as ``f(*inputs)``. With a
     single input and a single output the result is one array of shape
     ``out.shape + in.shape``; a tuple of inputs gives a tuple per output; a tuple of
     outputs gives a tuple over outputs (of tuples over inputs).
+
+    ``mode``: ``"forward"`` (tangent lanes, one per input element), ``"reverse"`` (cotangent lanes,
+    one per output element, ``dualjac.reverse``) or ``"auto"``: forward for at most 64 input
+    elements, else reverse when the output has at most a quarter as many elements.
 
     >>> import numpy as np, dualjac as dj
     >>> f = lambda x1, x2, x3: (x1 + x2, x3 * x1, x2 ** 3)
@@ -462,12 +469,33 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
+    n_in = sum(x.size if type(x) is np.ndarray else _size(x) for x in args) if mode == "auto" else 0
+    if mode not in ("auto", "forward") or (mode == "auto" and n_in > AUTO_MIN_INPUTS):
+        from . import reverse  # reverse mode, or auto's pick (it lives beside the forward transforms)
+
+        nums = tuple(range(len(args)))
+        n_in = _size(args)
+        jac = reverse.auto_jacobian(f, args, nums, single_in, n_in, reverse.check_mode(mode), chunk_size)
+        if jac is not None:
+            return jac
+    elif mode == "auto":
+        _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", n_in, AUTO_MIN_INPUTS)
     jac = jacfwd(f, argnums=0 if single_in else tuple(range(len(args))), chunk_size=chunk_size)(*args)
     return jac
 
 
+def _size(tree: Any) -> int:
+    """The number of elements in a pytree of arrays (or Duals, or Python numbers)."""
+    return sum(int(np.size(value(x))) for x in flatten(tree)[0])
+
+
 def batch_jacobian(
-    f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = None, check_rows: bool = True
+    f: Callable[[Any], Any],
+    x: Any,
+    *,
+    chunk_size: int | None = None,
+    mode: str = "auto",
+    check_rows: bool = True,
 ) -> Any:
     """Per-sample Jacobians of a batch: shape ``(B, *out_item, *in_item)``.
 
@@ -494,6 +522,17 @@ def batch_jacobian(
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
     B = np.shape(x)[0]
+    if mode != "forward" and (mode != "auto" or np.size(x) > AUTO_MIN_INPUTS * B):
+        from . import reverse
+
+        n_in = int(np.size(value(x))) // max(B, 1)
+        jac = reverse.auto_jacobian(f, (x,), (0,), True, n_in, reverse.check_mode(mode), chunk_size, nlead=1)
+        if jac is not None:
+            if check_rows and B > 1:
+                _check_rows(f, x, None, flatten(jac)[0])
+            return jac
+    elif mode == "auto":
+        _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
     inputs = _Inputs([x], lead=(B,))
     run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
@@ -513,15 +552,16 @@ def batch_jacobian(
     return unflatten(out_def, blocks)
 
 
-def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any], blocks: list[Any]) -> None:
+def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, blocks: list[Any]) -> None:
     """One pass along a random direction R: for row-independent f its tangent at row b is
-    ``J_b R_b``; if f mixes rows the lanes' blocks are sums over rows and the two disagree."""
+    ``J_b R_b``; if f mixes rows the lanes' blocks (forward or reverse) are sums over rows and the
+    two disagree. ``out_leaves``: the outputs of the pass that made ``blocks``, to compare values."""
     xp, B = array_namespace(x), x.shape[0]
     # a direction that differs from row to row, made in x's namespace (no host transfer on a GPU)
     R = xp.cos(xp.arange(x.size, dtype=x.dtype) * 2.399963 + 0.5).reshape(x.shape)
     out, t = jvp(f, (x,), (R,))
-    o_leaves, _ = flatten(out)
-    _same_values(out_leaves, o_leaves)
+    if out_leaves is not None:
+        _same_values(out_leaves, flatten(out)[0])
     r = R.reshape(B, -1, 1)
     tol = 4 * float(np.finfo(x.dtype).eps) ** 0.5  # far above rounding, far below a mixed-in row
     for J, tb in zip(blocks, flatten(t)[0]):
@@ -539,12 +579,19 @@ def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any], blocks: 
             )
 
 
-def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
-    """The Hessian of ``f`` by forward-over-forward: ``jacfwd(jacfwd(f))``.
+def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, mode: str = "auto") -> Callable[..., Any]:
+    """The Hessian of ``f``: ``jacfwd(jacfwd(f))`` (``mode="forward"``) or forward-over-reverse
+    ``jacfwd(jacrev(f))`` (``mode="reverse"``, the Autodiff Cookbook's choice for wide inputs).
+    ``"auto"`` picks forward-over-reverse for more than 64 input elements.
 
     >>> import numpy as np, dualjac as dj
     >>> H = dj.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
     >>> H.tolist()
     [[6.0, 0.0], [0.0, 12.0]]
     """
-    return jacfwd(jacfwd(f, argnums), argnums)
+    if mode == "forward":
+        return jacfwd(jacfwd(f, argnums), argnums)
+    from . import reverse
+
+    reverse.check_mode(mode)
+    return lambda *args: jacfwd(reverse.hessian_inner(f, argnums, mode, args), argnums)(*args)

@@ -23,6 +23,16 @@ def test_quick_benchmark_run_agrees_and_writes_json(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
     workloads = {row["workload"] for row in data["results"]}
-    assert {"W1 f64", "W1 f32", "W2", "W3", "W4", "W5"} <= workloads, workloads
+    assert {"W1 f64", "W1 f32", "W2", "W3", "W4", "W5", "W7"} <= workloads, workloads
     checked = [row for row in data["results"] if row["ok"] is not None]
     assert checked and all(row["ok"] for row in checked), [row for row in checked if not row["ok"]]
+
+
+def test_interleaved_timer_runs(tmp_path):
+    pytest.importorskip("torch")
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.interleaved", "--only", "W7", "--quick", "--rounds", "2", "--max-s", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| W7 | dualjac |" in r.stdout and "| W7 | torch.func grad |" in r.stdout

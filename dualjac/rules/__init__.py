@@ -68,6 +68,10 @@ class Rule(NamedTuple):
 
 
 RULES: dict[str, Rule] = {}
+# Reverse mode (dualjac/tape.py) registers here the joint rules whose tangent numerics are not NumPy
+# calls (conv's im2col): given a symbolic tangent, ``apply`` calls this entry instead, which records the
+# whole tangent map as one linear op. Empty until dualjac.tape is imported; never used for arrays.
+SYMBOLIC: dict[str, Callable[..., Any]] = {}
 
 
 def _xp_function(name: str) -> Callable[..., Any]:
@@ -199,7 +203,10 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     if rule.joint is not None:
         budget.check(level, ans, args)
         tangents = [dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
-        return _wrap(ans, rule.joint(xp, ans, tangents, *primals, **params), level)
+        joint = rule.joint
+        if name in SYMBOLIC and any(getattr(t, "_dualjac_symbolic", False) for t in tangents):
+            joint = SYMBOLIC[name]
+        return _wrap(ans, joint(xp, ans, tangents, *primals, **params), level)
 
     diag = _common_diagonal(args, level, ans) if rule.elementwise else None
     if diag is None:

@@ -219,6 +219,8 @@ def _holding(xp, t, v):
     lower level while ``t`` is a plain array, which is then a Dual with zero lanes."""
     if type(v) is Dual and type(t) is not Dual:
         return Dual(t, xp.zeros((v.lanes,) + tuple(t.shape), dtype=t.dtype), v.level)
+    if getattr(v, "_dualjac_symbolic", False) and not getattr(t, "_dualjac_symbolic", False):
+        return v.zeros(t)  # reverse mode's symbolic tangent (dualjac/tape.py): t is a zero to write into
     return t
 
 
