@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .settings import config
+
 MIN_BYTES = 1 << 20  # smaller arrays come from the allocator's own free lists: nothing to gain
 _POOL: dict[tuple[int, Any], list[np.ndarray]] = {}  # (nbytes, dtype) -> owner arrays, 1-D
 _LOCK = threading.Lock()  # finding a free array and taking a view of it is one step for all threads
@@ -60,8 +62,6 @@ def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | Non
     is not worth it or not possible: small results, CuPy arrays, Duals (nested transforms)."""
     if math.prod(shape) * 8 < MIN_BYTES:  # first, as cheaply as possible: small ops are the latency
         return None
-    from .transforms import config
-
     if config.buffer_bytes <= 0:
         clear()
         return None

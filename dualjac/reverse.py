@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_namespace
+from .settings import Progress
 from .errors import NoTransposeError
 from .levels import close_level, open_level
 from .numpy_api import value
@@ -199,6 +200,7 @@ def _rows(lin: Linearized, chunk_size: int | None, nlead: int = 0) -> list[list[
     xp = array_namespace(*[value(x) for x in lin.leaves])
     k = lin.lanes(np.dtype(dtype).itemsize, chunk_size, total)
     parts: list[list[Any]] = [[] for _ in lin.leaves]
+    progress = Progress(total, "cotangent lanes")
     for start in range(0, max(total, 1), k):
         stop = min(total, start + k)
         eye = xp.eye(stop - start, total, k=start, dtype=dtype)
@@ -216,8 +218,8 @@ def _rows(lin: Linearized, chunk_size: int | None, nlead: int = 0) -> list[list[
         else:
             for i, r in enumerate(lin.backward(cts)):
                 parts[i].append(r)
-        if k < total and config.progress is not None:
-            config.progress(stop, total)
+        if k < total:
+            progress(stop)
     rows = [p[0] if len(p) == 1 else xp.concatenate(p, axis=0) for p in parts]  # (M, *in.shape) per input
     blocks = []
     for j, (shape, item) in enumerate(zip(o_shapes, items)):

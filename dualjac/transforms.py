@@ -19,13 +19,13 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import budget
 from .backend import array_namespace, is_array
+from .settings import Progress, config
 from .dual import Dual
 from .errors import NondeterministicFunctionError, RowMixingError, TangentLossError
 from .lanes import Diagonal, dense
@@ -33,32 +33,6 @@ from .levels import ACTIVE, close_level, escaped, open_level
 from .numpy_api import value
 from .tree import flatten, unflatten
 
-
-@dataclass
-class Config:
-    """Global settings.
-
-    ``tangent_bytes``: memory budget for one tangent array, which sets the default
-    ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
-    after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar.
-    ``buffer_bytes``: how much memory ``dualjac.buffers`` may keep between calls to reuse for
-    big lane arrays (NumPy only; 0 turns reuse off).
-
-    >>> import numpy as np, dualjac as dj
-    >>> seen = []
-    >>> dj.config.tangent_bytes, dj.config.progress = 3 * 8, lambda done, total: seen.append(done)
-    >>> J = dj.jacfwd(np.sin)(np.zeros(6))     # a lane is 6 float64 values: one lane per pass
-    >>> seen
-    [1, 2, 3, 4, 5, 6]
-    >>> dj.config.tangent_bytes, dj.config.progress = 256 << 20, None   # the defaults
-    """
-
-    tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
-    progress: Callable[[int, int], None] | None = None
-    buffer_bytes: int = 512 << 20
-
-
-config = Config()
 AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
 _log = logging.getLogger("dualjac")
 
@@ -230,7 +204,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
     total, itemsize = inputs.total, inputs.dtype.itemsize
     limit = None if chunk_size is not None else max(1, config.tangent_bytes // itemsize)
     k = _chunk(chunk_size, total, inputs.widest, itemsize)
-    first, parts, start = None, None, 0
+    first, parts, start, progress = None, None, 0, Progress(total)
     while start < total:
         stop = min(total, start + k)
         done = _pass(run, inputs, start, stop, limit)
@@ -248,8 +222,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
             parts[j].append((t, (start, stop)))
         if limit is not None:  # resize from what this pass met
             k = max(1, min(total, limit // max(widest, inputs.widest, 1)))
-        if config.progress is not None:
-            config.progress(stop, total)
+        progress(stop)
         start = stop
     lanes = [_concat_lanes(p, o) for p, o in zip(parts, first[0])]
     return first[0], first[1], lanes

@@ -100,3 +100,29 @@ def test_a_pass_whose_output_ignores_its_lanes_gives_zero_columns():
 
     J = dj.jacfwd(f, chunk_size=1)(np.ones(3))
     np.testing.assert_array_equal(J, np.diag([2.0, 0.0, 2.0]))
+
+
+def test_long_runs_show_a_tqdm_bar_when_no_progress_hook_is_set(monkeypatch):
+    import sys
+    import types
+
+    from dualjac import settings as config_module
+
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, **kw):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=FakeBar))
+    clock = iter(range(0, 1000, 2))  # every pass "takes" 2 s
+    monkeypatch.setattr(config_module.time, "perf_counter", lambda: next(clock))
+    dj.jacfwd(_f, chunk_size=3)(np.ones(N))
+    assert len(bars) == 1 and bars[0].n == N and bars[0].closed
