@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from .backend import array_namespace
-from .settings import Progress
 from .errors import NoTransposeError
 from .levels import close_level, open_level
 from .numpy_api import value
+from .settings import Progress
 from .tape import output_ids, trace
 from .transforms import AUTO_MIN_INPUTS, _call, _check_input, _lanes_of, _primal, _ready, _strip, config
 from .tree import flatten, unflatten

@@ -25,12 +25,12 @@ import numpy as np
 
 from . import budget
 from .backend import array_namespace, is_array
-from .settings import Progress, config
 from .dual import Dual
 from .errors import NondeterministicFunctionError, RowMixingError, TangentLossError
 from .lanes import Diagonal, dense
 from .levels import ACTIVE, close_level, escaped, open_level
 from .numpy_api import value
+from .settings import Progress, config
 from .tree import flatten, unflatten
 
 AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
