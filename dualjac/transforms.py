@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import rules
-from .backend import array_namespace, is_array
+from .backend import array_namespace, is_array, is_dask_array
 from .dual import Dual
 from .lanes import Diagonal
 from .numpy_api import value
@@ -80,6 +80,12 @@ def _check_input(x: Any, what: str) -> Any:
     if isinstance(x, numbers.Complex):
         raise TypeError(f"{what} is complex: dualjac differentiates real inputs only")
     if not is_array(x):
+        if is_dask_array(x):  # only batch_jacobian maps over a Dask array's blocks (dualjac/dask.py)
+            raise TypeError(
+                f"{what} is a Dask array: only dj.batch_jacobian(f, x) works on Dask arrays (one call per block "
+                "of rows); the Jacobian of a whole Dask array couples every element. Use batch_jacobian for "
+                "per-sample Jacobians, or x.compute() if the array fits in memory"
+            )
         hint = (
             " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())"
             if "torch" in type(x).__module__
@@ -381,6 +387,11 @@ def batch_jacobian(f: Callable[[Any], Any], x: Any, *, chunk_size: int | None = 
     >>> J.shape, J[0].tolist()
     ((5, 2, 2), [[1.0, 3.0], [2.0, 4.0]])
     """
+    # dispatch hook: a batch-chunked Dask array is mapped block by block, lazily (dualjac/dask.py)
+    if type(x) is not np.ndarray and is_dask_array(x):
+        from .dask import batch_jacobian as dask_batch_jacobian
+
+        return dask_batch_jacobian(f, x, chunk_size=chunk_size)
     x = _check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
