@@ -75,6 +75,9 @@ def batch_jacobian(f: Callable[[Any], Any], x: da.Array, **options: Any) -> Any:
     x = _whole_rows(x)
     probe = _probe(f, x, options)
     leaves, treedef = flatten(probe)
+    # f as one key of the graph, not an argument of every task: its weights (closures, a Graph's
+    # params) then travel to each worker once, as data, instead of inside every task
+    f = dask.delayed(f, pure=True, traverse=False)
     if treedef is None:  # one array out: one map_blocks layer
         return _map(x, _block_jacobian, probe, f, options)
     if not leaves:
@@ -135,6 +138,8 @@ def _probe(f: Callable[[Any], Any], x: da.Array, options: dict) -> Any:
                 "dualjac ran f on an empty batch of shape (0, ...) to learn its output shapes and dtypes "
                 "without computing the Dask array: f must accept any number of rows"
             )
+            if "dask" in str(e).lower():
+                e.add_note("f runs on one block at a time: arrays it uses must be in memory (.compute() them)")
         raise
 
 
