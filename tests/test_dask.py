@@ -252,3 +252,31 @@ def test_slogdet_needs_square_jacobians():
     J = dj.batch_jacobian(lambda x: x[:, :2], da.ones((4, 3), chunks=(2, 3)))
     with pytest.raises(ValueError, match=r"square per-sample Jacobians \(B, n, n\), got shape \(4, 2, 3\)"):
         djd.slogdet(J)
+
+
+def test_a_cupy_like_block_type_stays_that_type(rng):
+    """Blocks of a non-NumPy array type (CuPy on a GPU) give a Jacobian of that type: its meta, its
+    blocks, its reductions. ``StrictArray`` stands in for CuPy (it refuses conversion to NumPy)."""
+    from test_backend import StrictArray, strict
+
+    from dualjac import backend
+
+    backend.register_namespace(StrictArray, strict)
+    try:
+        W = rng.standard_normal((3, 3))
+        xn = rng.standard_normal((7, 3))
+        x = da.from_array(xn, chunks=(3, 3)).map_blocks(StrictArray, meta=StrictArray(np.empty((0, 3))))
+        J = dj.batch_jacobian(lambda x: np.tanh(x @ StrictArray(W)), x)
+        assert type(J._meta) is StrictArray and J.dtype == np.float64
+        ref = dj.batch_jacobian(lambda x: np.tanh(x @ W), xn)
+        got = J.compute()
+        assert type(got) is StrictArray
+        np.testing.assert_array_equal(got.a, ref)
+        norms, logdet = djd.frobenius_norms(J), djd.slogdet(J)[1]
+        assert type(norms._meta) is type(logdet._meta) is StrictArray
+        n, ld = dask.compute(norms, logdet)
+        assert type(n) is type(ld) is StrictArray
+        np.testing.assert_allclose(n.a, np.linalg.norm(ref, axis=(1, 2)), rtol=1e-14)
+        np.testing.assert_allclose(ld.a, np.linalg.slogdet(ref)[1], rtol=1e-14)
+    finally:
+        backend._BY_TYPE.pop(StrictArray, None)
