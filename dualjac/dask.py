@@ -98,10 +98,16 @@ def _whole_rows(x: da.Array) -> da.Array:
     """``x`` with every feature axis in one chunk (rechunked, with a warning, if it was not)."""
     if all(len(c) == 1 for c in x.chunks[1:]):
         return x
+    if any(c != c for c in x.chunks[0]):  # NaN: row counts unknown, which dask cannot rechunk
+        raise ValueError(
+            "batch_jacobian: x is chunked along its feature axes and its blocks' row counts are unknown "
+            "(NaN chunks, e.g. after boolean indexing), so it cannot be rechunked to whole rows: call "
+            "x.compute_chunk_sizes() first, or rechunk the features whole before selecting rows"
+        )
     whole = {i: -1 for i in range(1, x.ndim)}
     row_bytes = int(np.prod(x.shape[1:])) * x.dtype.itemsize
     limit = parse_bytes(dask.config.get("array.chunk-size"))
-    biggest = max((c for c in x.chunks[0] if c == c), default=0)  # NaN (unknown) sizes are skipped
+    biggest = max(x.chunks[0], default=0)
     if biggest * row_bytes > limit:  # whole rows would make blocks too big: fewer rows per block
         whole[0] = max(1, limit // max(row_bytes, 1))
     warnings.warn(

@@ -141,6 +141,12 @@ def test_unknown_batch_sizes(rng):
     np.testing.assert_array_equal(J.compute(), dj.batch_jacobian(np.sin, xn[xn[:, 0] > 0]))
 
 
+def test_unknown_batch_sizes_and_feature_chunks_is_a_named_error(rng):
+    x = da.from_array(rng.standard_normal((20, 4)), chunks=(6, 2))
+    with pytest.raises(ValueError, match=r"row counts are unknown.*compute_chunk_sizes\(\)"):
+        dj.batch_jacobian(np.sin, x[x[:, 0] > 0])
+
+
 def test_a_graph_runs_per_block(rng):
     from dualjac.graph import Graph, Node, Ref
 
