@@ -5,8 +5,9 @@ workers block by block (``dask.array.random``: no data on the client), chunked `
 (default 4096) along the batch axis, on a ``distributed.LocalCluster`` of ``--workers`` processes
 (default 2) with one thread each. The ``(rows, 16, 16)`` Jacobian is never gathered: each block is
 reduced where it is computed, to the sum of its squared entries (``(J * J).sum()``, a tree
-reduction), and only that number comes back. The anchor is one in-process ``dj.batch_jacobian``
-call on a batch that fits (``--fit`` rows, default 16384), with BLAS on all cores.
+reduction), and only that number comes back. The anchors are one in-process ``dj.batch_jacobian``
+call on a batch that fits (``--fit`` rows, default 16384), with BLAS on all cores and with one
+thread (what a worker has: the cluster's ideal throughput is workers x that).
 
 Reported per cluster run (a fresh cluster each): wall time and throughput (rows/s); each worker's
 peak resident memory during the run (``VmHWM``, reset after a warm-up) and its growth over the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -146,12 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     command = "python -m benchmarks.w8_dask" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     print(f"# {command}\n# {info['cpu']}, {info['cores']} cores; numpy {info['numpy']}; in-process BLAS threads "
-          f"{threads}; workers: {args.workers} processes x 1 thread")  # fmt: skip
+          f"{threads}; workers: {args.workers} processes x 1 thread; load {os.getloadavg()[0]:.1f}")  # fmt: skip
     f = mlp_fns(mlp_params([N_IN, 256, 256, 16], np.float64))[0]
 
     anchor = in_process(f, args.fit)
+    set_threads(1)  # what one worker has: the cluster's ideal is workers x this
+    single = in_process(f, args.fit)
+    set_threads(threads)
     block_anchor = in_process(f, args.block)
-    print(f"in-process: {args.fit} rows in {fmt(anchor['median_s'])}", file=sys.stderr)
+    print(f"in-process: {args.fit} rows in {fmt(anchor['median_s'])}; with 1 thread {fmt(single['median_s'])}",
+          file=sys.stderr)  # fmt: skip
     runs = []
     configs = [(args.rows, args.block)] + [(args.probe_rows, int(b)) for b in args.probe_blocks.split(",") if b]
     for rows, block in configs:
@@ -160,22 +166,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f" {fmt(r['wall_s'])}", file=sys.stderr)
         runs.append(r)
 
-    print("\n| run | rows | block | wall | rows/s | ÷ in-process rows/s | worker peak RSS (MiB) | growth over warm "
-          "(MiB) | overhead | per task | check |")  # fmt: skip
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|")
+    print(f"\n| run | rows | block | wall | rows/s | ÷ in-process ({threads} threads) | ÷ ({args.workers} × "
+          "in-process, 1 thread) | worker peak RSS (MiB) | growth over warm (MiB) | overhead | per task | check |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|")
     for i, r in enumerate(runs):
         print(f"| {'W8' if i == 0 else 'probe'} | {r['rows']:,} | {r['block']:,} | {fmt(r['wall_s'])} | "
               f"{r['rows_per_s']:,.0f} | {r['rows_per_s'] / anchor['rows_per_s']:.2f} | "
+              f"{r['rows_per_s'] / (args.workers * single['rows_per_s']):.2f} | "
               f"{', '.join(f'{m:.0f}' for m in r['worker_peak_MiB'])} | "
               f"{', '.join(f'{m:.0f}' for m in r['worker_growth_MiB'])} | "
               f"{100 * r['overhead_fraction']:.1f}% ({fmt(r['overhead_s'])}) | {r['overhead_per_task_ms']:.1f} ms | "
               f"{'✓' if r['first_block_ok'] else '✗'} |")  # fmt: skip
     print(f"\nin-process anchor: {args.fit:,} rows in {fmt(anchor['median_s'])} = {anchor['rows_per_s']:,.0f} rows/s "
-          f"({threads} BLAS threads), peak RSS growth {anchor['growth_MiB']:.0f} MiB; one {args.block}-row block: "
+          f"({threads} BLAS threads), {single['rows_per_s']:,.0f} rows/s with 1 thread; peak RSS growth "
+          f"{anchor['growth_MiB']:.0f} MiB; one {args.block}-row block: "
           f"peak RSS growth {block_anchor['growth_MiB']:.0f} MiB")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    out = {"command": command, "machine": info, "in_process": anchor, "in_process_block": block_anchor, "runs": runs}
+    out = {"command": command, "machine": info, "load_average": os.getloadavg(), "in_process": anchor,
+           "in_process_1_thread": single, "in_process_block": block_anchor, "runs": runs}  # fmt: skip
     args.json.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     print(f"wrote {args.json}")
     return 0 if all(r["first_block_ok"] for r in runs) else 1
 
