@@ -19,7 +19,7 @@ block, not the batch, smaller runs (``--probe-rows`` rows, default 2**16) repeat
 with ``--probe-blocks`` (default 1024, 4096, 16384) rows per block.
 
 The first block's sum is checked against the in-process call on the same rows. ``--quick``: a
-smoke run (2**13 rows in blocks of 2048, and 2**12 in blocks of 1024; about 10 s). Results go to ``--json``
+smoke run (2**12 rows in blocks of 1024, and 2**11 in blocks of 512; about 10 s). Results go to ``--json``
 (default ``benchmarks/results/w8.json``).
 """
 
@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", type=int, default=16384, help="rows of the in-process anchor call")
     parser.add_argument("--probe-rows", type=int, default=2**16)
     parser.add_argument("--probe-blocks", default="1024,4096,16384")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2**13 rows, blocks of 2048")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2**12 rows, blocks of 1024")
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "w8.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.block, args.fit, args.probe_rows, args.probe_blocks = 2**13, 2048, 2048, 2**12, "1024"
+        args.rows, args.block, args.fit, args.probe_rows, args.probe_blocks = 2**12, 1024, 512, 2**11, "512"
     threads = set_threads(None)
     info = machine()
     command = "python -m benchmarks.w8_dask" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
