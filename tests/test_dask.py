@@ -77,6 +77,17 @@ def test_one_dualjac_call_per_block(rng):
     assert sorted(calls[1:]) == [2, 4, 4]
 
 
+def test_f_is_one_graph_key_not_part_of_every_task():
+    """Weights f closes over reach each worker once as data, not inside each task's pickle."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    W = np.ones((256, 256))  # 512 KiB
+    J = dj.batch_jacobian(lambda x: x @ W[:3, :3], da.ones((40, 3), chunks=(10, 3)))
+    graph = dict(J.__dask_graph__())
+    tasks = [v for k, v in graph.items() if k[0] == J.name]
+    assert len(tasks) == 4 and all(len(cloudpickle.dumps(t)) < 16_000 for t in tasks)
+    assert sum(len(cloudpickle.dumps(v)) > W.nbytes for v in graph.values()) == 1  # f's own key
+
+
 def test_multi_axis_items_and_chunk_size(rng):
     xn = rng.standard_normal((7, 2, 3))
     f = lambda x: np.sin(x).sum(axis=2) * x[:, :, 0]  # (B, 2) from (B, 2, 3)
