@@ -9,7 +9,9 @@ reduction), and only that number comes back. The anchors are one in-process ``dj
 call on a batch that fits (``--fit`` rows, default 16384), with BLAS on all cores and with one
 thread (what a worker has: the cluster's ideal throughput is workers x that).
 
-Reported per cluster run (a fresh cluster each): wall time and throughput (rows/s); each worker's
+Reported per cluster run (a fresh cluster each): wall time and throughput (rows/s), and rows per
+CPU-second of the workers (user and system time of the worker processes, from before the run to after
+it: robust to other jobs sharing the cores, which wall-clock throughput is not); each worker's
 peak resident memory during the run (``VmHWM``, reset after a warm-up) and its growth over the
 worker's resident memory before the run, next to the same growth for one in-process call on one
 block (dualjac's buffer pool, up to ``dj.config.buffer_bytes``, is part of both); and the
@@ -45,8 +47,9 @@ from .workloads import mlp_fns, mlp_params
 N_IN = 16  # W1: 16 input features, so 16 lanes and (16, 16) per-sample Jacobians
 
 
-def memory(reset: bool = False) -> dict:
-    """This process's resident memory now and its peak (bytes, Linux ``/proc``), and its BLAS threads.
+def usage(reset: bool = False) -> dict:
+    """This process's resident memory now and its peak (bytes, Linux ``/proc``), its CPU time so far
+    (all threads, user and system: page faults included) and its BLAS threads.
     ``reset``: restart the peak from the current resident size first (``/proc/self/clear_refs``), so the
     peak is that of what runs next, not of the process's start (importing distributed peaks higher)."""
     from benchmarks.run import _blas_call
@@ -57,7 +60,8 @@ def memory(reset: bool = False) -> dict:
     with open("/proc/self/status") as fh:
         status = dict(line.split(":", 1) for line in fh if ":" in line)
     kib = lambda key: int(status[key].split()[0]) * 1024
-    return {"rss": kib("VmRSS"), "peak": kib("VmHWM"), "blas_threads": _blas_call("get_num_threads")}
+    cpu = time.process_time()
+    return {"rss": kib("VmRSS"), "peak": kib("VmHWM"), "cpu_s": cpu, "blas_threads": _blas_call("get_num_threads")}
 
 
 def _inputs(rows: int, block: int) -> Any:
@@ -80,14 +84,14 @@ def cluster_run(f: Any, rows: int, block: int, workers: int) -> dict:
     ) as cluster, distributed.Client(cluster) as client:
         warm = dj.batch_jacobian(f, _inputs(64 * workers, 64))  # every worker imports dualjac, runs f
         (warm * warm).sum().compute()
-        before = client.run(memory, True)
+        before = client.run(usage, True)
         J = dj.batch_jacobian(f, _inputs(rows, block))
         total = (J * J).sum()
         with distributed.get_task_stream(client) as stream:
             t0 = time.perf_counter()
             value = float(total.compute())
             wall = time.perf_counter() - t0
-        after = client.run(memory)
+        after = client.run(usage)
         first = float((J[:block] * J[:block]).sum().compute())
         x0 = _inputs(rows, block)[:block].compute()  # one block, for the check
     compute = sum(
@@ -95,6 +99,7 @@ def cluster_run(f: Any, rows: int, block: int, workers: int) -> dict:
     )
     tasks = len(stream.data)
     busy = compute / workers
+    cpu = sum(after[w]["cpu_s"] - before[w]["cpu_s"] for w in after)
     ref = dj.batch_jacobian(f, x0)
     ok = abs(first - float((ref * ref).sum())) <= 1e-12 * abs(first)
     mib = 2**-20
@@ -105,6 +110,8 @@ def cluster_run(f: Any, rows: int, block: int, workers: int) -> dict:
         "workers": workers,
         "wall_s": wall,
         "rows_per_s": rows / wall,
+        "worker_cpu_s": cpu,
+        "rows_per_cpu_s": rows / cpu,
         "tasks": tasks,
         "task_compute_s": compute,
         "overhead_s": wall - busy,
@@ -121,14 +128,18 @@ def cluster_run(f: Any, rows: int, block: int, workers: int) -> dict:
 def in_process(f: Any, rows: int) -> dict:
     """The anchor: one ``dj.batch_jacobian`` call on ``rows`` rows in this process: its peak resident
     memory over the resident size before it (measured first, with dualjac's buffer pool empty, as on a
-    fresh worker) and its time (median of 3)."""
+    fresh worker), its time (median of 3) and the CPU time of one more call."""
     x = np.random.default_rng(1).standard_normal((rows, N_IN))
     buffers.clear()
-    before = memory(reset=True)
+    before = usage(reset=True)
     dj.batch_jacobian(f, x)
-    growth = memory()["peak"] - before["rss"]
+    growth = usage()["peak"] - before["rss"]
     t = median_time(lambda: dj.batch_jacobian(f, x), repeats=3)
-    return {"rows": rows, "median_s": t, "rows_per_s": rows / t, "growth_MiB": growth / 2**20}
+    cpu = time.process_time()
+    dj.batch_jacobian(f, x)
+    cpu = time.process_time() - cpu
+    return {"rows": rows, "median_s": t, "rows_per_s": rows / t, "cpu_s": cpu, "rows_per_cpu_s": rows / cpu,
+            "growth_MiB": growth / 2**20}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,19 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f" {fmt(r['wall_s'])}", file=sys.stderr)
         runs.append(r)
 
-    print(f"\n| run | rows | block | wall | rows/s | ÷ in-process ({threads} threads) | ÷ ({args.workers} × "
-          "in-process, 1 thread) | worker peak RSS (MiB) | growth over warm (MiB) | overhead | per task | check |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|")
+    print(f"\n| run | rows | block | wall | rows/s | ÷ in-process ({threads} threads) | rows per CPU-s | ÷ in-process "
+          "(1 thread) | worker peak RSS (MiB) | growth over warm (MiB) | overhead | per task | check |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|")
     for i, r in enumerate(runs):
         print(f"| {'W8' if i == 0 else 'probe'} | {r['rows']:,} | {r['block']:,} | {fmt(r['wall_s'])} | "
               f"{r['rows_per_s']:,.0f} | {r['rows_per_s'] / anchor['rows_per_s']:.2f} | "
-              f"{r['rows_per_s'] / (args.workers * single['rows_per_s']):.2f} | "
+              f"{r['rows_per_cpu_s']:,.0f} | {r['rows_per_cpu_s'] / single['rows_per_cpu_s']:.2f} | "
               f"{', '.join(f'{m:.0f}' for m in r['worker_peak_MiB'])} | "
               f"{', '.join(f'{m:.0f}' for m in r['worker_growth_MiB'])} | "
               f"{100 * r['overhead_fraction']:.1f}% ({fmt(r['overhead_s'])}) | {r['overhead_per_task_ms']:.1f} ms | "
               f"{'✓' if r['first_block_ok'] else '✗'} |")  # fmt: skip
     print(f"\nin-process anchor: {args.fit:,} rows in {fmt(anchor['median_s'])} = {anchor['rows_per_s']:,.0f} rows/s "
-          f"({threads} BLAS threads), {single['rows_per_s']:,.0f} rows/s with 1 thread; peak RSS growth "
+          f"({threads} BLAS threads), {single['rows_per_s']:,.0f} rows/s and {single['rows_per_cpu_s']:,.0f} rows "
+          f"per CPU-s with 1 thread; peak RSS growth "
           f"{anchor['growth_MiB']:.0f} MiB; one {args.block}-row block: "
           f"peak RSS growth {block_anchor['growth_MiB']:.0f} MiB")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
