@@ -64,3 +64,8 @@ def is_array(x: Any) -> bool:
     t = type(x)
     return (_BY_TYPE.get(t) or _lookup(t)) is not None
 
+
+def is_dask_array(x: Any) -> bool:
+    """True for a ``dask.array.Array``, told by its type so that dask is imported only when one is passed."""
+    t = type(x)
+    return t.__name__ == "Array" and t.__module__.startswith("dask.array")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import budget
-from .backend import array_namespace, is_array
+from .backend import array_namespace, is_array, is_dask_array
 from .dual import Dual
 from .errors import NondeterministicFunctionError, RowMixingError, TangentLossError
 from .lanes import Diagonal, dense
@@ -66,6 +66,12 @@ def _check_input(x: Any, what: str) -> Any:
     if isinstance(x, numbers.Complex):
         raise TypeError(f"{what} is complex: dualjac differentiates real inputs only")
     if not is_array(x):
+        if is_dask_array(x):  # only batch_jacobian maps over a Dask array's blocks (dualjac/dask.py)
+            raise TypeError(
+                f"{what} is a Dask array: only dj.batch_jacobian(f, x) works on Dask arrays (one call per block "
+                "of rows); the Jacobian of a whole Dask array couples every element. Use batch_jacobian for "
+                "per-sample Jacobians, or x.compute() if the array fits in memory"
+            )
         hint = (
             " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())"
             if "torch" in type(x).__module__
@@ -491,6 +497,11 @@ def batch_jacobian(
     ((5, 2, 2), [[1.0, 3.0], [2.0, 4.0]])
     """
     _check_function(f)
+    # dispatch hook: a batch-chunked Dask array is mapped block by block, lazily (dualjac/dask.py)
+    if type(x) is not np.ndarray and is_dask_array(x):
+        from .dask import batch_jacobian as dask_batch_jacobian
+
+        return dask_batch_jacobian(f, x, chunk_size=chunk_size, mode=mode, check_rows=check_rows)
     x = _check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")

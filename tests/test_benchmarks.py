@@ -36,3 +36,18 @@ def test_interleaved_timer_runs(tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| W7 | dualjac |" in r.stdout and "| W7 | torch.func grad |" in r.stdout
+
+
+def test_w8_dask_quick_run_checks_and_writes_json(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "w8.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.w8_dask", "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert [run["rows"] for run in data["runs"]] == [2**12, 2**11]
+    for run in data["runs"]:
+        assert run["first_block_ok"] and run["tasks"] >= run["blocks"] and len(run["worker_growth_MiB"]) == 2
+        assert 0 < run["task_compute_s"] and run["rows_per_s"] > 0
