@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dual import Dual
-
-_LIMITS: dict[int, list[int]] = {}  # level -> [max elements of one tangent array, widest value seen]
+_LIMITS: dict[int, list[float]] = {}  # level -> [largest value (elements) its lanes may carry, widest seen]
 
 
 class OverBudget(Exception):
@@ -26,8 +24,10 @@ class OverBudget(Exception):
         self.level, self.size = level, size
 
 
-def start(level: int, max_elements: int) -> None:
-    _LIMITS[level] = [max_elements, 0]
+def start(level: int, max_elements: int, lanes: int) -> None:
+    """A pass of ``lanes`` lanes whose tangent arrays may hold ``max_elements`` elements each (one
+    lane always may: a single lane cannot be split)."""
+    _LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
 
 
 def stop(level: int) -> int:
@@ -35,16 +35,13 @@ def stop(level: int) -> int:
     return _LIMITS.pop(level, (0, 0))[1]
 
 
-def check(level: int, ans: Any, args: tuple) -> None:
+def check(level: int, ans: Any) -> None:
+    """Before ``ans``'s tangent is computed: stop the pass if it would go over its budget."""
     entry = _LIMITS.get(level)
     if entry is None:
         return
     size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else getattr(ans, "size", 0)
     if size > entry[1]:
+        if size > entry[0]:
+            raise OverBudget(level, size)
         entry[1] = size
-    for a in args:
-        if type(a) is Dual and a.level == level:
-            lanes = a.tangent.shape[0]
-            if lanes > 1 and size * lanes > entry[0]:
-                raise OverBudget(level, size)
-            return

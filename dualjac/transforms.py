@@ -177,9 +177,14 @@ def _root(a: Any) -> Any:
 
 def _fresh(arrays: list[Any], taken: set[int]) -> list[Any]:
     """Results the caller may edit in place: a read-only array (a view of a cached seed, a
-    broadcast) or one sharing memory with an input or an earlier result is copied."""
+    broadcast) or one sharing memory with an input or an earlier result is copied. Tangent
+    lanes pass through here before they are cut into Jacobian blocks (None and implicit
+    lanes, which make fresh blocks, as they are)."""
     out = []
     for a in arrays:
+        if a is None or type(a) is Diagonal:
+            out.append(a)
+            continue
         root = _root(a)
         flags = getattr(a, "flags", None)
         if id(root) in taken or (flags is not None and not flags.writeable):
@@ -210,7 +215,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
     total, itemsize = inputs.total, inputs.dtype.itemsize
     limit = None if chunk_size is not None else max(1, config.tangent_bytes // itemsize)
     k = _chunk(chunk_size, total, inputs.widest, itemsize)
-    first, parts, start, progress = None, None, 0, Progress(total)
+    first, parts, start, progress = None, None, 0, None
     while start < total:
         stop = min(total, start + k)
         done = _pass(run, inputs, start, stop, limit)
@@ -221,7 +226,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
         if first is None:
             if stop == total:  # one pass: every small problem
                 return out_leaves, out_def, tangents
-            first, parts = (out_leaves, out_def), [[] for _ in out_leaves]
+            first, parts, progress = (out_leaves, out_def), [[] for _ in out_leaves], Progress(total)
         else:
             _same_values(first[0], out_leaves)
         for j, t in enumerate(tangents):
@@ -240,7 +245,7 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, sto
     (elements) met; or, if the pass went over its budget, the size of the value it stopped at."""
     level = open_level()
     if limit is not None:
-        budget.start(level, limit)
+        budget.start(level, limit, stop - start)
     try:
         out_leaves, out_def = flatten(_call(run, inputs.seeds(start, stop), level))
     except budget.OverBudget as e:
@@ -413,9 +418,9 @@ def jacfwd(
             return out
 
         out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
-        blocks, taken = [], set()
-        for o, t in zip(out_leaves, lanes):
-            per_input = unflatten(in_def, _fresh(inputs.blocks(t, _primal(o)), taken))
+        blocks = []
+        for o, t in zip(out_leaves, _fresh(lanes, set())):
+            per_input = unflatten(in_def, inputs.blocks(t, _primal(o)))
             blocks.append(per_input[0] if single else per_input)
         jac = unflatten(out_def, blocks)
         return (jac, aux_box[0]) if has_aux else jac
@@ -523,7 +528,7 @@ def batch_jacobian(
     run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
     blocks = []
-    for o, t in zip(out_leaves, lanes):
+    for o, t in zip(out_leaves, _fresh(lanes, set())):
         p = _primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
         if np.ndim(p) < 1 or np.shape(p)[0] != B:
             raise ValueError(
@@ -532,7 +537,6 @@ def batch_jacobian(
             )
         (block,) = inputs.blocks(t, p)
         blocks.append(block)
-    blocks = _fresh(blocks, set())
     # implicit identity lanes that survived to the outputs went through elementwise ops alone, which
     # cannot mix rows: the check is needed only where a tangent was written out (a matmul, a sum)
     if check_rows and B > 1 and not all(t is None or type(t) is Diagonal for t in lanes):
