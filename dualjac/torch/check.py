@@ -5,31 +5,79 @@ backward formulas, custom ``autograd.Function``s included). dualjac lowers the s
 module with the same weights to its own op graph and differentiates it in float64
 by forward mode, with none of torch's derivative code. Where the two disagree
 beyond the tolerance, torch's answer is suspect.
+
+Two modes compare the same thing at different cost:
+
+* ``"full"``: every entry of every Jacobian block (one lane per input element in dualjac,
+  one backward pass per output element in torch). For small models.
+* ``"projection"``: for ``K`` random directions ``V`` and ``K`` random cotangents ``U``,
+  dualjac computes ``J V`` in one forward pass of ``K`` lanes (exact forward mode) and torch
+  computes ``Uᵀ J`` by ``K`` backward passes; the check compares ``Uᵀ(J V)`` with
+  ``(Uᵀ J) V``. A wrong backward changes ``Uᵀ J`` in some direction, and random ``V`` sees
+  it with probability 1, at any output scale. The default when inputs are wide.
+
+Tolerances are relative to each block's *scale*, never absolute: a value passes when
+``|torch - dualjac| <= atol * scale + rtol * |dualjac|``. In full mode the scale is the
+block's largest entry; in projection mode it is the typical size of a projection,
+``max(||U_iᵀ J||, ||J V_j||)`` (U and V have unit-variance entries). So a model whose
+Jacobian is 1e-11 everywhere is checked as tightly as one whose Jacobian is 1.
+
+A comparison has *power* where it would catch a 1% error: a value is *resolved* when
+``0.01 * magnitude > tolerance`` (magnitude: the entry in full mode, the scale in
+projection mode). Each row reports the fraction it resolved, and ``check`` never says
+OK for a block with nonzero derivatives that resolved nothing, nor for a check whose
+blocks are all exactly zero: it reports ``status == "no power"`` and ``ok == False``.
+
+On a mismatch, ``check`` looks for the module responsible: it runs the model once more
+with hooks that record each submodule call's inputs, output and the gradients torch
+sends through them, and checks each call's *local* backward (``g_outᵀ J_M V`` vs
+``g_inᵀ V``, with ``J_M V`` from dualjac on that module alone), descending from the
+top module into the first failing child. ``report.culprit`` names the innermost
+failing module, its class and the line of the forward that calls it.
+
+Lowered graphs are cached per module, input shapes and module structure; parameters
+and buffers are read from the module at every call, so a changed weight is seen.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
+import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import transforms
+from ..errors import UnsupportedOpError
+from ..tree import flatten
 
-# Default tolerances by the model's dtype: |torch - dualjac| <= atol + rtol * |dualjac|.
-# float64 leaves room for different summation orders only; lower precisions for their rounding.
+# Default (rtol, atol) by the model's dtype; atol is relative to the block's scale.
+# float64 leaves room for different summation orders; lower precisions for their rounding.
+# float16/bfloat16 rounding hides a 1% error, so their checks have no power: cast the model.
 DEFAULT_TOLERANCES = {
     "float64": (1e-7, 1e-10),
     "float32": (1e-3, 1e-5),
     "float16": (2e-2, 1e-3),
     "bfloat16": (5e-2, 1e-2),
 }
+RESOLVE = 0.01  # a value is resolved when an error of this fraction of it would fail the check
+FULL_MAX = 64  # mode="auto": full Jacobians when inputs and outputs have at most this many elements
 
 
 @dataclass
 class PairReport:
-    """One block of the Jacobian: d(output) / d(input or parameter)."""
+    """One block of the Jacobian, d(output) / d(input or parameters).
+
+    ``shape``: the block's shape (full mode) or the projections' ``(K_u, K_v[, B])``.
+    ``scale``: what tolerances are relative to (largest entry / largest projection size).
+    ``resolved``: the fraction of values in which a 1% error would fail the check.
+    ``worst``: the largest error / tolerance ratio (at most 1 passes).
+    ``status``: ``"ok"``, ``"mismatch"``, ``"no power"`` or ``"zero"`` (exactly zero on both sides).
+    """
 
     output: str
     wrt: str
@@ -37,11 +85,44 @@ class PairReport:
     max_abs_error: float
     max_rel_error: float
     ok: bool
+    scale: float = 0.0
+    resolved: float = 0.0
+    worst: float = 0.0
+    status: str = "ok"
+
+
+@dataclass
+class Culprit:
+    """Where a mismatch comes from: the innermost module call whose local backward disagrees."""
+
+    module: str
+    kind: str
+    defined_at: str
+    called_at: str
+    error: float
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f"module '{self.module}' ({self.kind})" if self.module else f"the top module ({self.kind})"
+        lines = [f"first failing node: {where}, local backward off by {self.error:.3g} of its scale"]
+        if self.called_at:
+            lines.append(f"    called at {self.called_at}")
+        if self.defined_at:
+            lines.append(f"    forward defined at {self.defined_at}")
+        if self.detail:
+            lines.append(f"    {self.detail}")
+        return "\n".join(lines)
 
 
 @dataclass
 class CheckReport:
-    """The outcome of ``check``: ``.ok``, the worst errors, one row per block, timings."""
+    """The outcome of ``check``: ``.ok``, ``.status`` and ``.reason``, one row per block, timings.
+
+    ``status``: ``"ok"``, ``"mismatch"`` or ``"no power"`` (``ok`` is True only for ``"ok"``).
+    ``time_lower``: lowering the module (0 when ``lower_cached``); ``time_torch`` and
+    ``time_dualjac``: each engine's Jacobian (or projections); ``time_locate``: the search
+    for the culprit after a mismatch.
+    """
 
     ok: bool
     rows: list[PairReport]
@@ -53,6 +134,16 @@ class CheckReport:
     time_torch: float
     time_dualjac: float
     notes: list[str] = field(default_factory=list)
+    status: str = "ok"
+    reason: str = ""
+    mode: str = "full"
+    directions: int = 0
+    seed: int = 0
+    value_error: float = 0.0
+    time_lower: float = 0.0
+    lower_cached: bool = False
+    time_locate: float = 0.0
+    culprit: Culprit | None = None
 
     @property
     def max_abs_error(self) -> float:
@@ -63,27 +154,40 @@ class CheckReport:
         return max((r.max_rel_error for r in self.rows), default=0.0)
 
     def raise_for_failure(self) -> None:
-        """Raise ``AssertionError`` with the table if any block disagrees."""
+        """Raise ``AssertionError`` with the table if a block disagrees or the check had no power."""
         if not self.ok:
-            raise AssertionError(f"torch.autograd and dualjac disagree:\n{self}")
+            raise AssertionError(f"torch.autograd and dualjac disagree or were not compared:\n{self}")
 
     def __str__(self) -> str:
+        mode = f"projection, {self.directions}x{self.directions} directions, seed {self.seed}"
         head = (
-            f"dualjac.torch.check: {'OK' if self.ok else 'MISMATCH'} "
+            f"dualjac.torch.check: {self.status.upper()} "
             f"(model dtype {self.dtype}, wrt={self.wrt}{', batched' if self.batched else ''}, "
-            f"rtol={self.rtol:g}, atol={self.atol:g})"
+            f"{mode if self.mode == 'projection' else 'full Jacobian'}, rtol={self.rtol:g}, "
+            f"atol={self.atol:g} x scale)"
         )
-        width = max([len(r.output) + len(r.wrt) + 9 for r in self.rows] + [20])
-        lines = [head, f"  {'block':<{width}} {'shape':<22} {'max abs err':>12} {'max rel err':>12}  ok"]
+        width = max([len(r.output) + len(r.wrt) + 4 for r in self.rows] + [20])
+        lines = [head]
+        if self.reason:
+            lines.append(f"  {self.reason}")
+        lines.append(
+            f"  {'block':<{width}} {'shape':<18} {'scale':>9} {'max abs err':>11} {'max rel err':>11} "
+            f"{'resolved':>8}  status"
+        )
         for r in self.rows:
             name = f"d{r.output} / d{r.wrt}"
             lines.append(
-                f"  {name:<{width}} {str(r.shape):<22} {r.max_abs_error:12.3e} {r.max_rel_error:12.3e}  "
-                f"{'yes' if r.ok else 'NO'}"
+                f"  {name:<{width}} {str(r.shape):<18} {r.scale:9.2e} {r.max_abs_error:11.3e} "
+                f"{r.max_rel_error:11.3e} {r.resolved:8.0%}  {r.status}"
             )
+        lower = "cached" if self.lower_cached else f"{self.time_lower * 1e3:.0f} ms (first call)"
         lines.append(
-            f"  time: torch.autograd {self.time_torch * 1e3:.2f} ms, dualjac {self.time_dualjac * 1e3:.2f} ms"
+            f"  time: lowering {lower}, torch.autograd {self.time_torch * 1e3:.2f} ms, "
+            f"dualjac {self.time_dualjac * 1e3:.2f} ms"
+            + (f", locating {self.time_locate * 1e3:.0f} ms" if self.time_locate else "")
         )
+        if self.culprit is not None:
+            lines.append("  " + str(self.culprit).replace("\n", "\n  "))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -98,63 +202,407 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     chunk_size: int | None = None,
+    mode: str = "auto",
+    directions: int = 4,
+    seed: int = 0,
+    locate: bool = True,
 ) -> CheckReport:
     """Compare ``torch.autograd``'s Jacobian of ``module`` with dualjac's, computed in float64.
 
-    ``wrt="inputs"``: d(outputs)/d(inputs); ``batched=True`` compares per-sample
-    Jacobians ``(B, *out_item, *in_item)`` (rows must be independent, e.g. a model in
-    eval mode). ``wrt="params"``: d(outputs)/d(each named parameter). Default
-    tolerances follow the model's dtype (``DEFAULT_TOLERANCES``).
+    ``wrt="inputs"``: d(outputs)/d(floating inputs); ``batched=True`` compares per-sample
+    Jacobians (rows must be independent, e.g. a model in eval mode). ``wrt="params"``:
+    d(outputs)/d(each named parameter). ``mode``: ``"full"`` compares every entry,
+    ``"projection"`` compares ``directions`` x ``directions`` random projections
+    ``Uᵀ J V`` (seeded by ``seed``), ``"auto"`` picks full when inputs and outputs have at
+    most 64 elements (per sample when batched). Tolerances default to the model's dtype
+    (``DEFAULT_TOLERANCES``); ``atol`` is relative to each block's scale. On a mismatch
+    (and ``locate=True``) ``report.culprit`` names the module whose backward disagrees.
 
     >>> import torch, dualjac.torch as djt
     >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()).double()
     >>> report = djt.check(model, torch.randn(5, 3, dtype=torch.float64), batched=True)
-    >>> report.ok
-    True
+    >>> report.ok, report.mode, report.rows[0].resolved > 0.5
+    (True, 'full', True)
     """
     import torch
 
-    from .fx import from_torch
-
     if wrt not in ("inputs", "params"):
         raise ValueError(f"wrt must be 'inputs' or 'params', got {wrt!r}")
-    if batched and (wrt != "inputs" or len(inputs) != 1):
-        raise ValueError("batched=True compares per-sample Jacobians w.r.t. a single batched input")
+    if mode not in ("auto", "full", "projection"):
+        raise ValueError(f"mode must be 'auto', 'full' or 'projection', got {mode!r}")
     if not inputs:
         raise ValueError("check needs example inputs: check(module, x)")
-    named = list(module.named_parameters()) if isinstance(module, torch.nn.Module) else []
-    if wrt == "params" and not any(p.requires_grad for _, p in named):
-        what = type(module).__name__ if isinstance(module, torch.nn.Module) else "a plain function"
+    if batched and (wrt != "inputs" or len(inputs) != 1):
+        raise ValueError("batched=True compares per-sample Jacobians w.r.t. a single batched input")
+    if not (isinstance(directions, int) and directions >= 1):
+        raise ValueError(f"directions must be a positive integer, got {directions!r}")
+    is_module = isinstance(module, torch.nn.Module)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad] if is_module else []
+    if wrt == "params" and not named:
+        what = type(module).__name__ if is_module else "a plain function"
         raise ValueError(f"wrt='params' needs a torch.nn.Module with trainable parameters; {what} has none")
+    if is_module:
+        _require_eval(torch, module)  # before torch runs the model: running statistics stay as they are
     # only the floating inputs are differentiated (indices and masks stay fixed), on both sides
     diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
-    dtype = next((p.dtype for _, p in named), inputs[diff[0]].dtype if diff else torch.float32)
+    if wrt == "inputs" and not diff:
+        raise ValueError("no floating-point input to differentiate; use wrt='params' for a model of token ids")
+    dtype = named[0][1].dtype if named else (inputs[diff[0]].dtype if diff else torch.float32)
     dname = str(dtype).replace("torch.", "")
     r_default, a_default = DEFAULT_TOLERANCES.get(dname, DEFAULT_TOLERANCES["float32"])
-    rtol = r_default if rtol is None else rtol
-    atol = a_default if atol is None else atol
+    rtol = r_default if rtol is None else float(rtol)
+    atol = a_default if atol is None else float(atol)
+    if not (0 <= rtol < 1 and 0 <= atol < 1):
+        raise ValueError(f"rtol and atol must lie in [0, 1), got rtol={rtol}, atol={atol}")
 
-    # torch, as the user runs it
     t0 = time.perf_counter()
-    t_blocks, names_out, names_in = _torch_jacobian(torch, module, inputs, wrt, batched, diff)
-    time_torch = time.perf_counter() - t0
-
-    # dualjac, float64, same weights
-    graph = from_torch(module, dtype=np.float64)
+    graph, cached = lowered(module, inputs)  # unsupported ops fail here, before torch runs
+    time_lower = 0.0 if cached else time.perf_counter() - t0
     xs = tuple(_to_numpy(x) for x in inputs)
-    n_out = len(names_out)
-    t0 = time.perf_counter()
-    if wrt == "params":
-        jac = transforms.jacfwd(lambda p: graph(*xs, params=p), chunk_size=chunk_size)(graph.params)
-        d_blocks = [[J[name] for name in names_in] for J in _per_output(jac, n_out)]
-    elif batched:
-        jac = transforms.batch_jacobian(graph, xs[0], chunk_size=chunk_size)
-        d_blocks = [[J] for J in _per_output(jac, n_out)]
-    else:
-        jac = transforms.jacfwd(graph, argnums=tuple(diff), chunk_size=chunk_size)(*xs)
-        d_blocks = [list(J) for J in _per_output(jac, n_out)]
-    time_dualjac = time.perf_counter() - t0
+    params = _params_of(graph, module)
+    if mode == "auto":
+        mode = "full" if _small(torch, module, inputs, diff, wrt, batched, named) else "projection"
 
+    if mode == "full":
+        t0 = time.perf_counter()
+        t_blocks, t_outs, names_in = _torch_jacobian(torch, module, inputs, wrt, batched, diff)
+        time_torch = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        d_blocks, d_outs = _dualjac_jacobian(graph, xs, params, wrt, batched, diff, names_in, chunk_size)
+        time_dualjac = time.perf_counter() - t0
+        names_out = _output_names(len(t_outs))
+        rows = [
+            _compare(names_out[i], names_in[j], _numpy64(t), np.asarray(d, dtype=np.float64), None, rtol, atol)
+            for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks))
+            for j, (t, d) in enumerate(zip(t_row, d_row))
+        ]
+    else:
+        rng = np.random.default_rng(seed)
+        names_in = [f"params ({len(named)} tensors)"] if wrt == "params" else _input_names(diff, len(inputs))
+        t0 = time.perf_counter()
+        t_outs, us, t_grads = _torch_projected(torch, module, inputs, wrt, diff, named, directions, rng)
+        time_torch = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        blocks = [[params[n] for n, _ in named]] if wrt == "params" else [[xs[i]] for i in diff]
+        vs = [[rng.standard_normal((directions,) + np.shape(a)) for a in b] for b in blocks]
+        d_outs, jvs = _dualjac_projected(graph, xs, params, wrt, diff, [n for n, _ in named], vs)
+        time_dualjac = time.perf_counter() - t0
+        names_out = _output_names(len(t_outs))
+        rows = []
+        for i, (u, jv, grads) in enumerate(zip(us, jvs, t_grads)):
+            for b, (v, g) in enumerate(zip(vs, grads)):
+                s_t, s_d, scale = _projections(u, jv[b], g, v, batched)
+                rows.append(_compare(names_out[i], names_in[b], s_t, s_d, scale, rtol, atol))
+
+    value_error, value_ok = _value_error(t_outs, d_outs, rtol, atol)
+    status, reason = _verdict(rows, value_ok, value_error)
+    notes = _notes(dname, wrt, diff, inputs, mode)
+    report = CheckReport(
+        status == "ok", rows, rtol, atol, dname, wrt, batched, time_torch, time_dualjac, notes,
+        status, reason, mode, directions if mode == "projection" else 0, seed, value_error,
+        time_lower, cached,
+    )  # fmt: skip
+    if status == "mismatch" and locate:
+        if not is_module:
+            report.notes.append("pass an nn.Module (not a plain function) to have the culprit located")
+        else:
+            t0 = time.perf_counter()
+            report.culprit, located_notes = _locate(torch, module, inputs, rtol, atol, seed)
+            report.time_locate = time.perf_counter() - t0
+            report.notes += located_notes
+    return report
+
+
+# --- lowering, cached -----------------------------------------------------------------------
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def lowered(module: Any, inputs: tuple) -> tuple[Any, bool]:
+    """``from_torch(module)`` in float64, cached per module, input shapes and module structure.
+
+    Returns ``(graph, cached)``. The graph's parameters and buffers are a snapshot: call
+    ``graph(*xs, params=...)`` with current ones (``check`` reads them from the module at
+    every call). Replacing a parameter or submodule changes the structure key and lowers anew.
+    """
+    from . import from_torch
+
+    key = (
+        tuple((tuple(x.shape), str(x.dtype)) if hasattr(x, "shape") else repr(x) for x in inputs),
+        _structure(module),
+    )
+    try:
+        per_module = _CACHE.setdefault(module, {})
+    except TypeError:  # not weak-referenceable (a builtin): lower every time
+        per_module = {}
+    if key in per_module:
+        return per_module[key], True
+    takes_inputs = any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(from_torch).parameters.values()
+    )
+    graph = from_torch(module, *inputs, dtype=np.float64) if takes_inputs else from_torch(module, dtype=np.float64)
+    per_module[key] = graph
+    return graph, False
+
+
+def _structure(module: Any) -> tuple:
+    if not hasattr(module, "named_modules"):
+        return ()
+    mods = tuple((n, type(m).__name__) for n, m in module.named_modules())
+    tensors = tuple((n, id(t), tuple(t.shape)) for n, t in (*module.named_parameters(), *module.named_buffers()))
+    return mods + tensors
+
+
+def _params_of(graph: Any, module: Any) -> dict:
+    """The graph's parameters read from the module now (float64 NumPy); buffers refreshed in place."""
+    if not hasattr(module, "named_parameters"):
+        return graph.params
+    current = dict(module.named_parameters())
+    params = {n: _to_numpy(current[n]) if n in current else a for n, a in graph.params.items()}
+    buffers = dict(module.named_buffers())
+    for n in graph.constants:
+        if n in buffers and buffers[n].is_floating_point():
+            graph.constants[n] = _to_numpy(buffers[n])
+    return params
+
+
+def _require_eval(torch: Any, module: Any) -> None:
+    """Training-mode batch norm and dropout are not fixed functions of the input: stop before running."""
+    nn = torch.nn
+    for path, m in module.named_modules():
+        stateful = isinstance(m, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(m, nn.modules.instancenorm._InstanceNorm) and m.track_running_stats
+        )
+        dropout = isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
+        if m.training and (stateful or dropout):
+            where = f"module '{path}'" if path else "the top module"
+            raise UnsupportedOpError(
+                f"{type(m).__name__} in training mode ({where})",
+                "batch statistics and random dropout masks are not a fixed function of the input "
+                "(and running statistics would change); call model.eval() before check",
+            )
+
+
+def _small(torch: Any, module: Any, inputs: tuple, diff: list, wrt: str, batched: bool, named: list) -> bool:
+    """mode="auto": is the full Jacobian cheap (few lanes in dualjac, few backward passes in torch)?"""
+    if wrt == "params":
+        n = sum(p.numel() for _, p in named)
+    else:
+        n = sum(inputs[i][0].numel() if batched else inputs[i].numel() for i in diff)
+    if n > FULL_MAX:
+        return False
+    with torch.no_grad():
+        outs = flatten(module(*inputs))[0]
+    return sum(o[0].numel() if batched else o.numel() for o in outs if isinstance(o, torch.Tensor)) <= FULL_MAX
+
+
+# --- full mode ------------------------------------------------------------------------------
+def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: bool, diff: list[int]):
+    """Jacobian blocks from torch.autograd, as lists [output][input-or-param], the outputs, and the
+    names of the differentiated inputs (``diff``) or parameters."""
+    from torch.autograd.functional import jacobian
+
+    with torch.no_grad():
+        outs = flatten(module(*inputs))[0]
+    n_out = len(outs)
+    if wrt == "params":
+        names = [n for n, p in module.named_parameters() if p.requires_grad]
+        params = dict(module.named_parameters())
+        buffers = dict(module.named_buffers())
+
+        def f(*ps):
+            out = torch.func.functional_call(module, {**buffers, **dict(zip(names, ps))}, inputs)
+            return tuple(flatten(out)[0])
+
+        J = jacobian(f, tuple(params[n].detach() for n in names))
+        return [list(Jo) for Jo in J], outs, names
+    names_in = _input_names(diff, len(inputs))
+    if batched:
+        # rows are independent, so the sum over the batch leaves each row's own Jacobian
+        summed = lambda x: tuple(o.sum(0) for o in flatten(module(x))[0])
+        J = jacobian(summed, inputs[0])  # per output: (*out_item, B, *in_item)
+        return [[Jo.movedim(o.dim() - 1, 0)] for Jo, o in zip(J, outs)], outs, names_in
+
+    def f(*floats):  # the non-floating inputs (indices, masks) stay fixed
+        args = list(inputs)
+        for i, v in zip(diff, floats):
+            args[i] = v
+        return tuple(flatten(module(*args))[0])
+
+    J = jacobian(f, tuple(inputs[i] for i in diff))
+    assert n_out == len(J)
+    return [list(Jo) for Jo in J], outs, names_in
+
+
+def _dualjac_jacobian(graph, xs, params, wrt, batched, diff, names_in, chunk_size):
+    """dualjac's blocks [output][input-or-param] and its output values."""
+    both = lambda out: (tuple(flatten(out)[0]), tuple(flatten(out)[0]))  # value as aux: one pass
+    if wrt == "params":
+        jac, outs = transforms.jacfwd(lambda p: both(graph(*xs, params=p)), has_aux=True, chunk_size=chunk_size)(
+            params
+        )
+        return [[J[n] for n in names_in] for J in jac], outs
+    if batched:
+        per_sample = lambda x: tuple(flatten(graph(x, params=params))[0])
+        jac = transforms.batch_jacobian(per_sample, xs[0], chunk_size=chunk_size)
+        return [[J] for J in jac], tuple(flatten(graph(*xs, params=params))[0])
+    f = lambda *a: both(graph(*a, params=params))
+    jac, outs = transforms.jacfwd(f, argnums=tuple(diff), has_aux=True, chunk_size=chunk_size)(*xs)
+    return [list(J) for J in jac], outs
+
+
+# --- projection mode ------------------------------------------------------------------------
+def _torch_projected(torch, module, inputs, wrt, diff, named, k, rng):
+    """torch's outputs, the cotangents U (per output, (k, *shape), float64 holding values exact in the
+    model's dtype) and ``Uᵀ J`` per output, per block, per parameter or input: [out][block][leaf] (k, *shape)."""
+    args = list(inputs)
+    if wrt == "params":
+        leaves, blocks = [p for _, p in named], [list(range(len(named)))]
+    else:
+        leaves = [inputs[i].detach().clone().requires_grad_(True) for i in diff]
+        for i, t in zip(diff, leaves):
+            args[i] = t
+        blocks = [[b] for b in range(len(diff))]
+    with torch.enable_grad():
+        outs = flatten(module(*args))[0]
+    us, grads = [], []
+    for o in outs:
+        u = torch.from_numpy(rng.standard_normal((k,) + tuple(o.shape))).to(o.dtype)
+        g = [[np.zeros((k,) + tuple(leaves[j].shape)) for j in b] for b in blocks]
+        if o.requires_grad:
+            for r in range(k):
+                got = torch.autograd.grad(o, leaves, u[r].to(o.device), retain_graph=True, allow_unused=True)
+                for gb, b in zip(g, blocks):
+                    for gl, j in zip(gb, b):
+                        if got[j] is not None:
+                            gl[r] = _numpy64(got[j])
+        us.append(_numpy64(u))
+        grads.append(g)
+    return [o.detach() for o in outs], us, grads
+
+
+def _dualjac_projected(graph, xs, params, wrt, diff, names, vs):
+    """dualjac's outputs and ``J V`` per output, per block ((k, *out.shape)), in one forward pass.
+
+    ``J V`` is the Jacobian of ``c -> f(x + sum_k c_k V_k)`` at ``c = 0``: k lanes per block,
+    exact forward mode, through the public ``jacfwd`` (x + 0 is x exactly).
+    """
+    k = vs[0][0].shape[0]
+    shift = lambda a, c, v: a + np.tensordot(c, v, axes=1)
+
+    def f(c):
+        if wrt == "params":
+            p = {**params, **{n: shift(params[n], c[:k], v) for n, v in zip(names, vs[0])}}
+            out = graph(*xs, params=p)
+        else:
+            args = list(xs)
+            for b, (i, (v,)) in enumerate(zip(diff, vs)):
+                args[i] = shift(xs[i], c[b * k : (b + 1) * k], v)
+            out = graph(*args, params=params)
+        leaves = tuple(flatten(out)[0])
+        return leaves, leaves
+
+    jac, outs = transforms.jacfwd(f, has_aux=True)(np.zeros(k * len(vs)))
+    # (*out.shape, blocks * k) -> per block (k, *out.shape)
+    jvs = [[np.moveaxis(np.asarray(J)[..., b * k : (b + 1) * k], -1, 0) for b in range(len(vs))] for J in jac]
+    return outs, jvs
+
+
+def _projections(u, jv, grads, vs, batched):
+    """``Uᵀ(J V)`` (dualjac) and ``(Uᵀ J) V`` (torch), (k_u, k_v[, B]), and each one's scale
+    ``max(||U_iᵀ J||, ||J V_j||)``, the typical size of a projection with unit-variance U, V."""
+    lead = 1 if batched else 0  # batched: one projection per sample (rows are independent)
+
+    def dot(a, b):  # a (k_a, *S), b (k_b, *S) -> (k_a, k_b[, B]), summing over S (after B)
+        a2 = a.reshape(a.shape[: 1 + lead] + (-1,))
+        b2 = b.reshape(b.shape[: 1 + lead] + (-1,))
+        return np.einsum("i...n,j...n->ij...", a2, b2)
+
+    def norms(arrays):  # (k[, B]) over all leaves
+        return np.sqrt(sum((a.reshape(a.shape[: 1 + lead] + (-1,)) ** 2).sum(-1) for a in arrays))
+
+    s_d = dot(u, jv)
+    s_t = sum(dot(g, v) for g, v in zip(grads, vs))
+    g_norm, jv_norm = norms(grads), norms([jv])
+    scale = np.maximum(g_norm[:, None], jv_norm[None, :])
+    return s_t, s_d, scale
+
+
+# --- comparing --------------------------------------------------------------------------------
+def _compare(output, wrt, t, d, scale, rtol, atol) -> PairReport:
+    """Compare torch's values ``t`` with dualjac's ``d``: full mode (``scale`` None: the block's
+    largest entry, and each entry is resolved against itself) or projections (each against its
+    ``scale``)."""
+    if t.shape != d.shape:
+        raise AssertionError(f"block d{output}/d{wrt}: torch {t.shape} vs dualjac {d.shape}")
+    finite = bool(np.isfinite(t).all() and np.isfinite(d).all())
+    err = np.abs(t - d)
+    if scale is None:
+        top = float(max(np.abs(d).max(initial=0.0), np.abs(t).max(initial=0.0))) if finite else np.inf
+        tol = atol * top + rtol * np.abs(d)
+        magnitude = np.abs(d)
+    else:
+        top = float(scale.max(initial=0.0))
+        tol = atol * scale + rtol * np.abs(d)
+        magnitude = scale
+    resolved = RESOLVE * magnitude > tol
+    ok = finite and bool(np.all(err <= tol))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(resolved, err / magnitude, 0.0)
+        ratio = np.where(tol > 0, err / tol, np.where(err > 0, np.inf, 0.0))
+    if not ok:
+        status = "mismatch"
+    elif top == 0:
+        status = "zero"
+    elif not resolved.any():
+        status = "no power"
+    else:
+        status = "ok"
+    return PairReport(
+        output, wrt, tuple(d.shape), float(err.max(initial=0.0)), float(rel.max(initial=0.0)), ok,
+        top, float(resolved.mean()) if resolved.size else 0.0, float(ratio.max(initial=0.0)), status,
+    )  # fmt: skip
+
+
+def _value_error(t_outs, d_outs, rtol, atol) -> tuple[float, bool]:
+    """The forward values: the largest |torch - dualjac| relative to the output's largest value."""
+    worst, ok = 0.0, True
+    for t, d in zip(t_outs, d_outs):
+        if not hasattr(t, "is_floating_point") or not t.is_floating_point():
+            continue
+        t, d = _numpy64(t), np.asarray(d, dtype=np.float64)
+        if t.shape != d.shape:
+            return np.inf, False
+        top = max(np.abs(d).max(initial=0.0), np.abs(t).max(initial=0.0))
+        err = np.abs(t - d)
+        ok &= bool(np.all(err <= atol * top + rtol * np.abs(d))) and bool(np.isfinite(err).all())
+        worst = max(worst, float(err.max(initial=0.0) / top) if top > 0 else float(err.max(initial=0.0)))
+    return worst, ok
+
+
+def _verdict(rows: list[PairReport], value_ok: bool, value_error: float) -> tuple[str, str]:
+    bad = [f"d{r.output}/d{r.wrt}" for r in rows if r.status == "mismatch"]
+    if not value_ok:
+        return "mismatch", (
+            f"forward values differ (max error {value_error:.3g} of the output's scale): dualjac's lowering "
+            "does not compute what torch computes (a dualjac bug, or a model that is not deterministic)"
+        )
+    if bad:
+        return "mismatch", f"Jacobians disagree in {', '.join(bad)}"
+    weak = [f"d{r.output}/d{r.wrt}" for r in rows if r.status == "no power"]
+    if weak:
+        return "no power", (
+            f"no power: a 1% error in {', '.join(weak)} would pass at these tolerances; tighten rtol/atol "
+            "or cast the model to float64"
+        )
+    if all(r.status == "zero" for r in rows):
+        return "no power", (
+            "no power: every Jacobian block is exactly zero, so nothing was compared; choose inputs at which "
+            "the outputs depend on what is differentiated"
+        )
+    return "ok", ""
+
+
+def _notes(dname: str, wrt: str, diff: list, inputs: tuple, mode: str) -> list[str]:
     notes = []
     if dname != "float64":
         notes.append(
@@ -164,44 +612,165 @@ def check(
     if wrt == "inputs" and len(diff) < len(inputs):
         skipped = ", ".join(_input_names([i for i in range(len(inputs)) if i not in diff], len(inputs)))
         notes.append(f"not differentiated (not floating point): {skipped}")
-    rows = []
-    for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks)):
-        for j, (t, d) in enumerate(zip(t_row, d_row)):
-            t = t.detach().to("cpu", torch.float64).numpy()
-            d = np.asarray(d, dtype=np.float64)
-            if t.shape != d.shape:
-                raise AssertionError(
-                    f"block d{names_out[i]}/d{names_in[j]}: torch {t.shape} vs dualjac {d.shape}"
-                )
-            err = np.abs(t - d)
-            rel = err / np.maximum(np.abs(d), np.finfo(np.float64).tiny)
-            ok = bool(np.all(err <= atol + rtol * np.abs(d)))
-            rows.append(
-                PairReport(
-                    names_out[i],
-                    names_in[j],
-                    d.shape,
-                    float(err.max(initial=0.0)),
-                    float(np.where(err > atol, rel, 0).max(initial=0.0)),
-                    ok,
-                )
-            )
-    return CheckReport(
-        all(r.ok for r in rows), rows, rtol, atol, dname, wrt, batched, time_torch, time_dualjac, notes
+    return notes
+
+
+# --- locating the culprit ---------------------------------------------------------------------
+@dataclass
+class _Call:
+    path: str
+    module: Any
+    args: list  # detached copies of the positional arguments
+    floats: list  # positions of the differentiated (floating, grad-carrying) arguments
+    called_at: str
+    grads_in: dict = field(default_factory=dict)
+    grad_out: list = field(default_factory=list)
+    outs: list = field(default_factory=list)
+
+
+def _locate(torch, module, inputs, rtol, atol, seed) -> tuple[Culprit | None, list[str]]:
+    """Run the model once with hooks on every submodule, one backward pass with a random
+    cotangent, then descend from the top module into the first child whose local backward
+    disagrees with dualjac; the innermost one is the culprit."""
+    calls: list[_Call] = []
+    handles = []
+
+    def pre(path):
+        def hook(m, args):
+            call = _Call(path, m, [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args], [],
+                         _caller())  # fmt: skip
+            new = list(args)
+            for i, a in enumerate(args):
+                if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad:
+                    # an alias of this call's own: its gradient is what this module sends back, not the
+                    # sum over every consumer of the tensor (residual connections)
+                    new[i] = a.view_as(a)
+                    new[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, g.detach().clone()))
+                    call.floats.append(i)
+            calls.append(call)
+            return tuple(new)
+
+        return hook
+
+    def post(m, args, out):
+        call = next(c for c in reversed(calls) if c.module is m)
+        leaves = flatten(out)[0]
+        call.outs = [o.detach().clone() if isinstance(o, torch.Tensor) else o for o in leaves]
+        call.grad_out = [None] * len(leaves)
+        for j, o in enumerate(leaves):
+            if isinstance(o, torch.Tensor) and o.requires_grad:
+                o.register_hook(lambda g, j=j: call.grad_out.__setitem__(j, g.detach().clone()))
+
+    for path, m in module.named_modules():
+        handles.append(m.register_forward_pre_hook(pre(path)))
+        handles.append(m.register_forward_hook(post))
+    rng = np.random.default_rng(seed + 1)
+    try:
+        with torch.enable_grad():
+            args = [x.detach().clone().requires_grad_(True) if _is_float(torch, x) else x for x in inputs]
+            outs = [o for o in flatten(module(*args))[0] if isinstance(o, torch.Tensor) and o.requires_grad]
+            us = [torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.dtype) for o in outs]
+            torch.autograd.backward(outs, us)
+    finally:
+        for h in handles:
+            h.remove()
+
+    notes: list[str] = []
+    culprit = None
+    failing = next((c for c in calls if c.path == ""), None)
+    error = np.inf
+    while failing is not None:
+        child, child_error = None, 0.0
+        for c in calls:
+            if _is_child(c.path, failing.path) and c.floats:
+                bad, e, note = _local_check(torch, c, rtol, atol, rng)
+                if note:
+                    notes.append(note)
+                if bad:
+                    child, child_error = c, e
+                    break
+        if child is None:
+            culprit = failing
+            break
+        failing, error = child, child_error
+    if culprit is None:
+        return None, notes
+    m = culprit.module
+    return (
+        Culprit(culprit.path, type(m).__name__, _defined_at(type(m)), culprit.called_at, float(error)),
+        notes,
     )
 
 
-def _as_list(x: Any) -> list:
-    return list(x) if isinstance(x, tuple | list) else [x]
+def _local_check(torch, call: _Call, rtol, atol, rng) -> tuple[bool, float, str]:
+    """Does ``g_outᵀ (J_M V)`` (dualjac, on this module alone) match ``(g_outᵀ J_M) V`` = ``g_inᵀ V`` (torch)?"""
+    try:
+        graph, _ = lowered(call.module, tuple(call.args))
+        xs = tuple(_to_numpy(a) for a in call.args)
+        params = _params_of(graph, call.module)
+        k = 2
+        vs = [[rng.standard_normal((k,) + tuple(call.args[i].shape))] for i in call.floats]
+        d_outs, jvs = _dualjac_projected(graph, xs, params, "inputs", call.floats, [], vs)
+    except Exception as e:  # a submodule that cannot be lowered (or called) on its own
+        return False, 0.0, f"module '{call.path}' could not be checked on its own ({type(e).__name__}: {e})"
+    s_t = np.zeros(k)
+    s_d = np.zeros(k)
+    for i, (v,) in zip(call.floats, vs):
+        g = call.grads_in.get(i)
+        if g is not None:
+            s_t += (_numpy64(g).reshape(1, -1) * v.reshape(k, -1)).sum(-1)
+    g_in_norm = np.sqrt(sum(float((_numpy64(g) ** 2).sum()) for g in call.grads_in.values()))
+    for g, jv in zip(call.grad_out, jvs):
+        if g is not None:
+            s_d += (_numpy64(g).reshape(1, -1) * jv[0].reshape(k, -1)).sum(-1)
+    values_ok = _value_error(call.outs, d_outs, rtol, atol)[1]
+    scale = np.maximum(np.maximum(g_in_norm, np.abs(s_d)), np.abs(s_t))
+    err = np.abs(s_t - s_d)
+    bad = bool(np.any(err > atol * scale + rtol * np.abs(s_d))) or not values_ok
+    return bad, float((err / np.where(scale > 0, scale, 1)).max()), ""
 
 
-def _per_output(jac: Any, n_out: int) -> list:
-    """A Jacobian as one entry per output (a single output's may itself be a tuple, one per input)."""
-    return list(jac) if n_out > 1 else [jac]
+def _is_child(path: str, parent: str) -> bool:
+    if parent == "":
+        return path != "" and "." not in path
+    return path.startswith(parent + ".") and "." not in path[len(parent) + 1 :]
+
+
+def _caller() -> str:
+    """The user's line that called the module (the innermost frame outside torch and dualjac)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        f = os.path.abspath(frame.filename)
+        if f.startswith(here):  # called by torch's own container code (nn.Sequential): no user line
+            return ""
+        if f"{os.sep}torch{os.sep}" not in f:
+            return f"{frame.filename}:{frame.lineno} ({frame.line})"
+    return ""
+
+
+def _defined_at(cls: type) -> str:
+    try:
+        fn = cls.forward
+        return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]} ({cls.__qualname__}.forward)"
+    except (TypeError, OSError):
+        return ""
+
+
+# --- small helpers ----------------------------------------------------------------------------
+def _output_names(n_out: int) -> list[str]:
+    return [f"out[{i}]" for i in range(n_out)] if n_out > 1 else ["out"]
 
 
 def _input_names(indices: list[int], n_inputs: int) -> list[str]:
     return [f"x{i}" if n_inputs > 1 else "x" for i in indices]
+
+
+def _is_float(torch: Any, x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
+
+
+def _numpy64(t: Any) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
 
 
 def _to_numpy(x: Any) -> Any:
@@ -212,42 +781,3 @@ def _to_numpy(x: Any) -> Any:
         return x.to(torch.float64).numpy() if x.is_floating_point() else x.numpy()
     return x
 
-
-def _torch_jacobian(torch: Any, module: Any, inputs: tuple, wrt: str, batched: bool, diff: list[int]):
-    """Jacobian blocks from torch.autograd, as lists [output][input-or-param]; ``diff``: the inputs to
-    differentiate (``wrt="inputs"``)."""
-    from torch.autograd.functional import jacobian
-
-    outs = module(*inputs)
-    n_out = len(outs) if isinstance(outs, tuple | list) else 1
-    names_out = [f"out[{i}]" for i in range(n_out)] if n_out > 1 else ["out"]
-    if wrt == "params":
-        names = [n for n, p in module.named_parameters() if p.requires_grad]
-        params = dict(module.named_parameters())
-        buffers = dict(module.named_buffers())
-
-        def f(*ps):
-            return torch.func.functional_call(module, {**buffers, **dict(zip(names, ps))}, inputs)
-
-        J = jacobian(f, tuple(params[n].detach() for n in names))
-        return [list(Jo) for Jo in _per_output(J, n_out)], names_out, names
-    names_in = _input_names(diff, len(inputs))
-    if batched:
-        x = inputs[0]
-        # rows are independent, so the sum over the batch leaves each row's own Jacobian
-        summed = lambda x: tuple(o.sum(0) for o in _as_list(module(x)))
-        J = jacobian(summed, x)  # per output: (*out_item, B, *in_item)
-        rows = []
-        for Jo, o in zip(J, _as_list(outs)):
-            k = o.dim() - 1
-            rows.append([Jo.movedim(k, 0)])
-        return rows, names_out, names_in
-
-    def f(*floats):  # the non-floating inputs (indices, masks) stay fixed
-        args = list(inputs)
-        for i, v in zip(diff, floats):
-            args[i] = v
-        return module(*args)
-
-    J = jacobian(f, tuple(inputs[i] for i in diff))
-    return [list(Jo) for Jo in _per_output(J, n_out)], names_out, names_in
