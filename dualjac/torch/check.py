@@ -642,9 +642,10 @@ def _locate(torch, module, inputs, rtol, atol, seed) -> tuple[Culprit | None, li
             new = list(args)
             for i, a in enumerate(args):
                 if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad:
-                    # an alias of this call's own: its gradient is what this module sends back, not the
-                    # sum over every consumer of the tensor (residual connections)
-                    new[i] = a.view_as(a)
+                    # a copy of this call's own: its gradient is what this module sends back, not the sum
+                    # over every consumer of the tensor (residual connections); a copy, not a view, so the
+                    # hook still sees the gradient w.r.t. the input when the module works in place
+                    new[i] = a.clone()
                     new[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, g.detach().clone()))
                     call.floats.append(i)
             calls.append(call)
