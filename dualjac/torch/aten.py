@@ -477,8 +477,11 @@ def _gather(b, x, dim, index, sparse_grad=False):
 
 
 def _cat(b, tensors, dim=0):
-    nd = max(len(t.shape) for t in (a.meta["val"] for a in b.node.args[0]))
-    return b.emit("concatenate", *tensors, axis=_pos_axes(dim, max(nd, 1))[0])
+    vals = [a.meta["val"] if isinstance(a, torch.fx.Node) else a for a in b.node.args[0]]
+    # torch skips 1-D empty tensors whatever the other shapes (a legacy rule; an empty cache does it)
+    kept = [t for t, v in zip(tensors, vals) if not (v.dim() == 1 and v.shape[0] == 0)]
+    nd = max(v.dim() for v in vals)
+    return b.emit("concatenate", *kept, axis=_pos_axes(dim, max(nd, 1))[0]) if len(kept) > 1 else kept[0]
 
 
 def _stack(b, tensors, dim=0):
@@ -566,8 +569,12 @@ def _detach(b, x):
 
 def _to_copy(b, x, dtype=None, **kwargs):
     src = b.val(0).dtype
-    if dtype is None or dtype == src or (dtype.is_floating_point and src.is_floating_point):
-        return x  # dualjac computes in the graph's dtype (float64 in check)
+    if dtype is None or dtype == src:
+        return x
+    if dtype.is_floating_point and src.is_floating_point:
+        # with a dtype given (float64 in check), dualjac computes in it; without, it rounds as torch does
+        # (Llama's RMSNorm computes in float32 whatever the model's dtype)
+        return x if b.dtype is not None else b.emit("astype", x, dtype=numpy_dtype(dtype))
     if dtype.is_floating_point:  # integers or booleans to floats: a constant, in the graph's dtype
         return b.emit("astype", x, dtype=b.float_dtype(dtype))
     return b.emit(_astype, x, numpy_dtype(dtype))  # to integers or booleans: no derivative
@@ -755,6 +762,38 @@ def _padding_mask(idx: Any, padding_idx: int) -> Any:
     return (idx == padding_idx)[..., None]
 
 
+def _causal_mask(q: Any, k: Any) -> Any:
+    L, S = np.shape(q)[-2], np.shape(k)[-2]
+    return np.tril(np.ones((L, S), dtype=bool)) if isinstance(q, np.ndarray) else _xp("cupy").tril(
+        _xp("cupy").ones((L, S), dtype=bool)
+    )
+
+
+def _sdpa(b, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """softmax(q kᵀ * scale + mask) v, torch's math reference; kept whole by ``lower`` (its decomposition
+    to the CPU flash kernel gives outputs whose strides later views reject)."""
+    if dropout_p:
+        raise b.unsupported(hint="dropout_p > 0 draws a random mask; pass dropout_p=0.0 (in eval mode)")
+    qv, kv = b.val(0), b.val(1)
+    if enable_gqa and qv.shape[-3] != kv.shape[-3]:  # grouped-query attention: torch repeats k, v per group
+        rep = qv.shape[-3] // kv.shape[-3]
+        k, v = b.emit("repeat", k, repeats=rep, axis=-3), b.emit("repeat", v, repeats=rep, axis=-3)
+    kt = b.emit("transpose", k, axes=tuple(range(kv.dim() - 2)) + (kv.dim() - 1, kv.dim() - 2))
+    s = b.emit("multiply", b.emit("matmul", q, kt), scale if scale is not None else 1.0 / math.sqrt(qv.shape[-1]))
+    masked = is_causal or attn_mask is not None
+    if is_causal:
+        s = b.emit("where", b.emit(_causal_mask, q, k), s, -math.inf)
+    if attn_mask is not None:
+        node = b.node.kwargs.get("attn_mask", b.node.args[3] if len(b.node.args) > 3 else None)
+        if node.meta["val"].dtype == torch.bool:
+            s = b.emit("where", attn_mask, s, -math.inf)
+        else:
+            s = b.emit("add", s, attn_mask)
+    if not masked:
+        return b.emit("matmul", b.emit("softmax", s, axis=-1), v)
+    return b.emit("matmul", _safe_softmax(b, s, -1), v)
+
+
 def _dropout(b, x, p, train):
     if train and p > 0:
         raise b.training("dropout")
@@ -870,7 +909,7 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten._native_batch_norm_legit_functional.default": _bn_legit,
     "aten.native_batch_norm.default": _native_batch_norm, "aten.native_layer_norm.default": _layer_norm,
     "aten.native_group_norm.default": _group_norm, "aten.embedding.default": _embedding,
-    "aten.native_dropout.default": _native_dropout, "aten.dropout.default": _dropout,
+    "aten.scaled_dot_product_attention.default": _sdpa, "aten.native_dropout.default": _native_dropout, "aten.dropout.default": _dropout,
     "aten.bernoulli.p": _random, "aten.bernoulli.default": _random, "aten.rand.default": _random,
     "aten.randn.default": _random, "aten.rand_like.default": _random, "aten.randn_like.default": _random,
 }  # fmt: skip

@@ -49,6 +49,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import weakref
@@ -194,8 +195,20 @@ def _export(module: nn.Module, inputs: tuple, strict: bool, dynamic: bool) -> An
     if dynamic:
         auto = torch.export.Dim.AUTO
         shapes = tuple({0: auto} if isinstance(x, torch.Tensor) and x.dim() else None for x in inputs)
+        params = list(inspect.signature(module.forward).parameters.values())
+        star = [i for i, p in enumerate(params) if p.kind == p.VAR_POSITIONAL]
+        if star:  # forward(x, *args): export wants the shapes of *args as one tuple
+            shapes = shapes[: star[0]] + (shapes[star[0] :],)
     with torch.no_grad():
         return torch.export.export(module, inputs, dynamic_shapes=shapes, strict=strict)
+
+
+def _decompositions() -> dict:
+    """Core ATen, except scaled_dot_product_attention: kept whole (aten.py maps it), since its CPU
+    decomposition gives outputs with strides that later views reject (GPT-2 fails to export)."""
+    table = torch.export.default_decompositions()
+    table.pop(torch.ops.aten.scaled_dot_product_attention.default, None)
+    return table
 
 
 def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: bool) -> Lowered:
@@ -206,7 +219,7 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
             ep = _export(module, inputs, strict, dynamic=True)
         except Exception:  # a dynamic batch export can fail where a static one works: try that
             ep = _export(module, inputs, strict, dynamic=False)
-        ep = ep.run_decompositions()
+        ep = ep.run_decompositions(_decompositions())
     except UnsupportedOpError:
         raise
     except Exception as e:
