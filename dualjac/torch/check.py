@@ -634,11 +634,12 @@ def _locate(torch, module, inputs, rtol, atol, seed) -> tuple[Culprit | None, li
     disagrees with dualjac; the innermost one is the culprit."""
     calls: list[_Call] = []
     handles = []
+    torch_dir = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
     def pre(path):
         def hook(m, args):
             call = _Call(path, m, [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args], [],
-                         _caller())  # fmt: skip
+                         _caller(torch_dir))  # fmt: skip
             new = list(args)
             for i, a in enumerate(args):
                 if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad:
@@ -737,14 +738,14 @@ def _is_child(path: str, parent: str) -> bool:
     return path.startswith(parent + ".") and "." not in path[len(parent) + 1 :]
 
 
-def _caller() -> str:
+def _caller(torch_dir: str) -> str:
     """The user's line that called the module (the innermost frame outside torch and dualjac)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for frame in reversed(traceback.extract_stack()[:-2]):
         f = os.path.abspath(frame.filename)
         if f.startswith(here):  # called by torch's own container code (nn.Sequential): no user line
             return ""
-        if f"{os.sep}torch{os.sep}" not in f:
+        if not f.startswith(torch_dir):
             return f"{frame.filename}:{frame.lineno} ({frame.line})"
     return ""
 
