@@ -35,8 +35,9 @@ sends through them, and checks each call's *local* backward (``g_outᵀ J_M V`` 
 top module into the first failing child. ``report.culprit`` names the innermost
 failing module, its class and the line of the forward that calls it.
 
-Lowered graphs are cached per module, input shapes and module structure; parameters
-and buffers are read from the module at every call, so a changed weight is seen.
+The module is lowered by ``dualjac.torch.lower`` (torch.export), which caches the graph per
+module and input shapes and reads parameters and buffers from the module at every call, so
+a changed weight is seen; the report gives the lowering time apart from the check's.
 """
 
 from __future__ import annotations
@@ -45,14 +46,12 @@ import inspect
 import os
 import time
 import traceback
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import transforms
-from ..errors import UnsupportedOpError
 from ..tree import flatten
 
 # Default (rtol, atol) by the model's dtype; atol is relative to the block's scale.
@@ -100,17 +99,18 @@ class Culprit:
     defined_at: str
     called_at: str
     error: float
-    detail: str = ""
+    node: str = ""  # the module's first graph node of its own code, and its ATen op
+    source: str = ""  # the user's line that node comes from
 
     def __str__(self) -> str:
         where = f"module '{self.module}' ({self.kind})" if self.module else f"the top module ({self.kind})"
         lines = [f"first failing node: {where}, local backward off by {self.error:.3g} of its scale"]
+        if self.node:
+            lines.append(f"    graph node {self.node}" + (f" from {self.source}" if self.source else ""))
         if self.called_at:
             lines.append(f"    called at {self.called_at}")
         if self.defined_at:
             lines.append(f"    forward defined at {self.defined_at}")
-        if self.detail:
-            lines.append(f"    {self.detail}")
         return "\n".join(lines)
 
 
@@ -119,7 +119,7 @@ class CheckReport:
     """The outcome of ``check``: ``.ok``, ``.status`` and ``.reason``, one row per block, timings.
 
     ``status``: ``"ok"``, ``"mismatch"`` or ``"no power"`` (``ok`` is True only for ``"ok"``).
-    ``time_lower``: lowering the module (0 when ``lower_cached``); ``time_torch`` and
+    ``time_lower``: the call to ``lower`` (an export on the first call, ``lower_cached`` after); ``time_torch`` and
     ``time_dualjac``: each engine's Jacobian (or projections); ``time_locate``: the search
     for the culprit after a mismatch.
     """
@@ -180,7 +180,7 @@ class CheckReport:
                 f"  {name:<{width}} {str(r.shape):<18} {r.scale:9.2e} {r.max_abs_error:11.3e} "
                 f"{r.max_rel_error:11.3e} {r.resolved:8.0%}  {r.status}"
             )
-        lower = "cached" if self.lower_cached else f"{self.time_lower * 1e3:.0f} ms (first call)"
+        lower = f"{self.time_lower * 1e3:.1f} ms ({'cached' if self.lower_cached else 'export, first call'})"
         lines.append(
             f"  time: lowering {lower}, torch.autograd {self.time_torch * 1e3:.2f} ms, "
             f"dualjac {self.time_dualjac * 1e3:.2f} ms"
@@ -241,8 +241,6 @@ def check(
     if wrt == "params" and not named:
         what = type(module).__name__ if is_module else "a plain function"
         raise ValueError(f"wrt='params' needs a torch.nn.Module with trainable parameters; {what} has none")
-    if is_module:
-        _require_eval(torch, module)  # before torch runs the model: running statistics stay as they are
     # only the floating inputs are differentiated (indices and masks stay fixed), on both sides
     diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     if wrt == "inputs" and not diff:
@@ -255,11 +253,10 @@ def check(
     if not (0 <= rtol < 1 and 0 <= atol < 1):
         raise ValueError(f"rtol and atol must lie in [0, 1), got rtol={rtol}, atol={atol}")
 
-    t0 = time.perf_counter()
-    graph, cached = lowered(module, inputs)  # unsupported ops fail here, before torch runs
-    time_lower = 0.0 if cached else time.perf_counter() - t0
+    # unsupported ops and training-mode BatchNorm/Dropout fail here, before torch runs the model
+    graph, time_lower, cached = _lower(module, inputs)
     xs = tuple(_to_numpy(x) for x in inputs)
-    params = _params_of(graph, module)
+    params = graph.params
     if mode == "auto":
         mode = "full" if _small(torch, module, inputs, diff, wrt, batched, named) else "projection"
 
@@ -307,79 +304,23 @@ def check(
             report.notes.append("pass an nn.Module (not a plain function) to have the culprit located")
         else:
             t0 = time.perf_counter()
-            report.culprit, located_notes = _locate(torch, module, inputs, rtol, atol, seed)
+            report.culprit, located_notes = _locate(torch, module, inputs, rtol, atol, seed, graph)
             report.time_locate = time.perf_counter() - t0
             report.notes += located_notes
     return report
 
 
-# --- lowering, cached -----------------------------------------------------------------------
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# --- lowering ---------------------------------------------------------------------------------
+def _lower(module: Any, inputs: tuple) -> tuple[Any, float, bool]:
+    """The float64 Graph from ``dualjac.torch.lower`` (cached per module and input shapes; parameters and
+    buffers read from the module at every call), the seconds the call took, and whether it was a cache hit
+    (it then costs reading the state, not an export)."""
+    from .export import lower
 
-
-def lowered(module: Any, inputs: tuple) -> tuple[Any, bool]:
-    """``from_torch(module)`` in float64, cached per module, input shapes and module structure.
-
-    Returns ``(graph, cached)``. The graph's parameters and buffers are a snapshot: call
-    ``graph(*xs, params=...)`` with current ones (``check`` reads them from the module at
-    every call). Replacing a parameter or submodule changes the structure key and lowers anew.
-    """
-    from . import from_torch
-
-    key = (
-        tuple((tuple(x.shape), str(x.dtype)) if hasattr(x, "shape") else repr(x) for x in inputs),
-        _structure(module),
-    )
-    try:
-        per_module = _CACHE.setdefault(module, {})
-    except TypeError:  # not weak-referenceable (a builtin): lower every time
-        per_module = {}
-    if key in per_module:
-        return per_module[key], True
-    takes_inputs = any(
-        p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(from_torch).parameters.values()
-    )
-    graph = from_torch(module, *inputs, dtype=np.float64) if takes_inputs else from_torch(module, dtype=np.float64)
-    per_module[key] = graph
-    return graph, False
-
-
-def _structure(module: Any) -> tuple:
-    if not hasattr(module, "named_modules"):
-        return ()
-    mods = tuple((n, type(m).__name__) for n, m in module.named_modules())
-    tensors = tuple((n, id(t), tuple(t.shape)) for n, t in (*module.named_parameters(), *module.named_buffers()))
-    return mods + tensors
-
-
-def _params_of(graph: Any, module: Any) -> dict:
-    """The graph's parameters read from the module now (float64 NumPy); buffers refreshed in place."""
-    if not hasattr(module, "named_parameters"):
-        return graph.params
-    current = dict(module.named_parameters())
-    params = {n: _to_numpy(current[n]) if n in current else a for n, a in graph.params.items()}
-    buffers = dict(module.named_buffers())
-    for n in graph.constants:
-        if n in buffers and buffers[n].is_floating_point():
-            graph.constants[n] = _to_numpy(buffers[n])
-    return params
-
-
-def _require_eval(torch: Any, module: Any) -> None:
-    """Training-mode batch norm and dropout are not fixed functions of the input: stop before running."""
-    nn = torch.nn
-    for path, m in module.named_modules():
-        stateful = isinstance(m, nn.modules.batchnorm._BatchNorm) or (
-            isinstance(m, nn.modules.instancenorm._InstanceNorm) and m.track_running_stats
-        )
-        dropout = isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
-        if m.training and (stateful or dropout):
-            where = f"module '{path}'" if path else "the top module"
-            raise UnsupportedOpError(
-                f"{type(m).__name__} in training mode ({where})",
-                "batch statistics and random dropout masks are not a fixed function of the input "
-                "(and running statistics would change); call model.eval() before check",
-            )
+    t0 = time.perf_counter()
+    low = lower(module, *inputs, dtype=np.float64)
+    took = time.perf_counter() - t0
+    return low.graph, took, took < 0.5 * (low.export_time + low.lowering_time)
 
 
 def _small(torch: Any, module: Any, inputs: tuple, diff: list, wrt: str, batched: bool, named: list) -> bool:
@@ -628,7 +569,7 @@ class _Call:
     outs: list = field(default_factory=list)
 
 
-def _locate(torch, module, inputs, rtol, atol, seed) -> tuple[Culprit | None, list[str]]:
+def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | None, list[str]]:
     """Run the model once with hooks on every submodule, one backward pass with a random
     cotangent, then descend from the top module into the first child whose local backward
     disagrees with dualjac; the innermost one is the culprit."""
@@ -698,18 +639,20 @@ def _locate(torch, module, inputs, rtol, atol, seed) -> tuple[Culprit | None, li
     if culprit is None:
         return None, notes
     m = culprit.module
-    return (
-        Culprit(culprit.path, type(m).__name__, _defined_at(type(m)), culprit.called_at, float(error)),
-        notes,
-    )
+    own = [n for n in graph.nodes if isinstance(n.op, str) and getattr(n, "meta", {}).get("module") == culprit.path]
+    first = next((n for n in own if n.meta.get("source")), own[0] if own else None)
+    node = f"%{first.name} ({first.meta.get('target', first.op)})" if first else ""
+    source = first.meta.get("source", "") if first else ""
+    found = Culprit(culprit.path, type(m).__name__, _defined_at(type(m)), culprit.called_at, float(error), node, source)
+    return found, notes
 
 
 def _local_check(torch, call: _Call, rtol, atol, rng) -> tuple[bool, float, str]:
     """Does ``g_outᵀ (J_M V)`` (dualjac, on this module alone) match ``(g_outᵀ J_M) V`` = ``g_inᵀ V`` (torch)?"""
     try:
-        graph, _ = lowered(call.module, tuple(call.args))
+        graph = _lower(call.module, tuple(call.args))[0]
         xs = tuple(_to_numpy(a) for a in call.args)
-        params = _params_of(graph, call.module)
+        params = graph.params
         k = 2
         vs = [[rng.standard_normal((k,) + tuple(call.args[i].shape))] for i in call.floats]
         d_outs, jvs = _dualjac_projected(graph, xs, params, "inputs", call.floats, [], vs)

@@ -80,6 +80,8 @@ def test_a_one_percent_wrong_backward_is_caught_at_every_scale(scale, kwargs):
     assert 1e-3 < report.max_rel_error < 0.05, str(report)
     assert report.culprit is not None and report.culprit.module == "3", str(report)
     assert report.culprit.kind == "OffTanh" and "test_check_power.py" in report.culprit.defined_at
+    # the graph node of that module's own code, and the line it comes from (_OffTanh.forward's tanh)
+    assert "aten.tanh" in report.culprit.node and "test_check_power.py" in report.culprit.source
 
 
 @pytest.mark.parametrize("scale", SCALES)
