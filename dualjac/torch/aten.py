@@ -107,7 +107,8 @@ class Builder:
                 for j in range(i, len(self.nodes)):
                     n = self.nodes[j]
                     name = new.name if j == i else n.name
-                    self.nodes[j] = n._replace(name=name, args=_rename(n.args, out, new), params=_rename(n.params, out, new))
+                    args, params = _rename(n.args, out, new), _rename(n.params, out, new)
+                    self.nodes[j] = n._replace(name=name, args=args, params=params)
                 return new
         return out
 
@@ -515,7 +516,8 @@ def _unbind(b, x, dim=0):
 
 def _flip(b, x, dims):
     flipped = set(_pos_axes(tuple(dims), max(b.ndim(0), 1)))
-    return b.emit("getitem", x, key=tuple(slice(None, None, -1) if d in flipped else slice(None) for d in range(b.ndim(0))))
+    key = tuple(slice(None, None, -1) if d in flipped else slice(None) for d in range(b.ndim(0)))
+    return b.emit("getitem", x, key=key)
 
 
 def _roll(b, x, shifts, dims=()):
@@ -565,6 +567,11 @@ def _no_value(b, *args, **kwargs):
 
 def _detach(b, x):
     return b.emit("stop_gradient", x)
+
+
+def _alias(b, x):
+    # export's functional graph writes x.detach() as alias(x), like x[...]: only the former stops gradients
+    return _detach(b, x) if str(b.node.meta.get("original_aten")) == "aten.detach.default" else x
 
 
 def _to_copy(b, x, dtype=None, **kwargs):
@@ -879,7 +886,7 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten.replication_pad3d.default": _pad_mode("edge"), "aten.slice_scatter.default": _slice_scatter,
     "aten.select_scatter.default": _select_scatter, "aten.index_put.default": _index_put,
     "aten.as_strided.default": _as_strided, "aten.tril.default": _tril("tril"), "aten.triu.default": _tril("triu"),
-    "aten.clone.default": _identity, "aten.alias.default": _identity, "aten.lift_fresh_copy.default": _identity,
+    "aten.clone.default": _identity, "aten.alias.default": _alias, "aten.lift_fresh_copy.default": _identity,
     "aten.contiguous.default": _identity, "aten.detach.default": _detach, "aten._to_copy.default": _to_copy,
     "aten.copy.default": _copy, "aten._assert_tensor_metadata.default": _no_value,
     "aten._assert_scalar.default": _no_value, "aten.sym_constrain_range_for_size.default": _no_value,
@@ -887,7 +894,8 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten.sym_size.int": _static(_size), "aten.sym_numel.default": _static(_numel),
     # creation
     "aten.full.default": _full_op, "aten.zeros.default": _filled(0), "aten.ones.default": _filled(1),
-    "aten.empty.memory_format": _filled(0), "aten.empty_strided.default": lambda b, size, stride, **k: _filled(0)(b, size),
+    "aten.empty.memory_format": _filled(0),
+    "aten.empty_strided.default": lambda b, size, stride, **k: _filled(0)(b, size),
     "aten.full_like.default": _like(None), "aten.zeros_like.default": _like(0), "aten.ones_like.default": _like(1),
     "aten.empty_like.default": _like(0), "aten.new_zeros.default": _new(0), "aten.new_ones.default": _new(1),
     "aten.new_empty.default": _new(0), "aten.new_full.default": _new(None), "aten.fill.Scalar": _fill,
@@ -909,7 +917,8 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten._native_batch_norm_legit_functional.default": _bn_legit,
     "aten.native_batch_norm.default": _native_batch_norm, "aten.native_layer_norm.default": _layer_norm,
     "aten.native_group_norm.default": _group_norm, "aten.embedding.default": _embedding,
-    "aten.scaled_dot_product_attention.default": _sdpa, "aten.native_dropout.default": _native_dropout, "aten.dropout.default": _dropout,
+    "aten.scaled_dot_product_attention.default": _sdpa, "aten.native_dropout.default": _native_dropout,
+    "aten.dropout.default": _dropout,
     "aten.bernoulli.p": _random, "aten.bernoulli.default": _random, "aten.rand.default": _random,
     "aten.randn.default": _random, "aten.rand_like.default": _random, "aten.randn_like.default": _random,
 }  # fmt: skip

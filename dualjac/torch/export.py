@@ -37,8 +37,13 @@ change never gives stale Jacobians.
 >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh()).double()
 >>> x = torch.ones(4, 3, dtype=torch.float64)
 >>> g = from_torch(model, x)
->>> [(n.name, n.op, n.meta["target"]) for n in g.nodes if isinstance(n.op, str)]
-[('permute', 'transpose', 'aten.permute.default'), ('addmm.1', 'matmul', 'aten.addmm.default'), ('addmm', 'add', 'aten.addmm.default'), ('tanh', 'tanh', 'aten.tanh.default')]
+>>> for n in g.nodes:
+...     print(n.name, n.op if isinstance(n.op, str) else "(static)", n.meta["target"], n.meta["module"])
+x.1 (static) input shape
+permute transpose aten.permute.default 0
+addmm.1 matmul aten.addmm.default 0
+addmm add aten.addmm.default 0
+tanh tanh aten.tanh.default 1
 >>> np.allclose(g(x.numpy()), model(x).detach().numpy())
 True
 >>> dj.batch_jacobian(g, np.ones((7, 3))).shape  # any batch size
@@ -109,7 +114,9 @@ def from_torch(
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {key: Lowered}
 
 
-def lower(module: Any, *example_inputs: Any, dtype: Any = None, backend: str = "numpy", strict: bool = False) -> Lowered:
+def lower(
+    module: Any, *example_inputs: Any, dtype: Any = None, backend: str = "numpy", strict: bool = False
+) -> Lowered:
     """``from_torch``'s work, cached: the ``Lowered`` graph and program of ``module`` for these inputs.
 
     The cache key is the module, the inputs' shapes and dtypes (a dynamic batch axis does not
@@ -248,13 +255,14 @@ def _state(module: nn.Module, ep: Any, dtype: Any, backend: str) -> tuple[dict, 
 
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_FILE = __file__.removesuffix("c")  # a plain function is exported through _FunctionModule.forward here
 
 
 def _source(trace: str | None) -> str:
     """The innermost frame of a node's stack trace that is not torch's own code: ``file:line``."""
     for line in reversed((trace or "").splitlines()):
         line = line.strip()
-        if line.startswith("File ") and _TORCH_DIR not in line:
+        if line.startswith("File ") and _TORCH_DIR not in line and _OWN_FILE not in line:
             parts = line.split('"')
             lineno = line.split(", line ")[1].split(",")[0] if ", line " in line else "?"
             return f"{parts[1] if len(parts) > 1 else line}:{lineno}"
@@ -308,7 +316,11 @@ class _Lowering:
                     raise b.unsupported(f"an exported input of kind {kind} ({node.name})")
             elif node.op == "call_function":
                 path, owner = _module_path(node)
-                b.begin(node, {"target": str(node.target), "module": path, "source": _source(node.meta.get("stack_trace"))}, owner)
+                b.begin(
+                    node,
+                    {"target": str(node.target), "module": path, "source": _source(node.meta.get("stack_trace"))},
+                    owner,
+                )
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
                 outputs = [get(a) for a in node.args[0]]
@@ -327,7 +339,12 @@ def _unflatten(leaves: list, spec: Any) -> Any:
         n = child.num_leaves
         children.append(_unflatten(leaves[start : start + n], child))
         start += n
-    if spec.type is dict or (isinstance(spec.context, (list, tuple)) and spec.context and all(isinstance(k, str) for k in spec.context) and spec.type not in (tuple, list)):  # noqa: E501
+    if spec.type is dict or (
+        isinstance(spec.context, (list, tuple))
+        and spec.context
+        and all(isinstance(k, str) for k in spec.context)
+        and spec.type not in (tuple, list)
+    ):  # noqa: E501
         return dict(zip(spec.context, children))
     if spec.type is list:
         return children

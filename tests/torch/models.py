@@ -57,26 +57,6 @@ def _embeds(B: int = 2, T: int = 8, d: int = 32) -> torch.Tensor:
     return torch.randn(B, T, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
 
-def _hf(config_name: str, model_name: str, key: str = "last_hidden_state", embeds: bool = True,
-        pixel: tuple | None = None, **cfg: Any) -> Callable[[], Any]:  # fmt: skip
-    """A transformers model of a tiny config; the input: embeddings (float, differentiated),
-    token ids, or pixels."""
-
-    def make():
-        import transformers
-
-        torch.manual_seed(0)
-        config = getattr(transformers, config_name)(**cfg)
-        config._attn_implementation = "eager" if "eager" in cfg.get("attn", "") else "sdpa"
-        model = _Main(getattr(transformers, model_name)(config), key)
-        model = model.double().eval()
-        if pixel is not None:
-            return model, (torch.randn(*pixel, generator=torch.Generator().manual_seed(2), dtype=torch.float64),)
-        return model, ((_embeds(d=cfg.get("hidden_size", cfg.get("d_model", cfg.get("n_embd", 32)))),) if embeds else (_ids(),))
-
-    return make
-
-
 _BERTISH = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                 max_position_embeddings=64)  # fmt: skip
 _LLAMAISH = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

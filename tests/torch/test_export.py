@@ -1,0 +1,535 @@
+"""from_torch through torch.export: every zoo model and every op case agrees with torch, values and derivatives."""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from zoo import zoo  # noqa: E402
+
+import dualjac as dj  # noqa: E402
+from dualjac.torch import from_torch  # noqa: E402
+
+RTOL, ATOL = 1e-9, 1e-12
+# torch's hardsigmoid derivative uses 1/6 rounded to float32, even in float64 (0.1666666716...):
+# dualjac's exact 1/6 differs from it by 3e-8 relative.
+LOOSE = {"mlp_hard": 1e-7, "F.activations": 1e-7, "nn.layers": 1e-7}
+LOOSE["casts"] = 1e-6  # x.float() rounds to float32 in torch, and in dualjac: float32 kernels differ by ulps
+CASES = {c.name: c for c in zoo()}
+_UNARY_NAMES = ("exp", "log", "log2", "log10", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
+                "asin", "acos", "atan", "abs", "neg", "square", "reciprocal", "sigmoid")  # fmt: skip
+_ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus",
+                     "sigmoid", "tanh", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid", "softsign", "tanhshrink",
+                     "softmax", "log_softmax")  # fmt: skip
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        return [x for k in tree for x in _leaves(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [x for t in tree for x in _leaves(t)]
+    return [tree.detach().numpy() if isinstance(tree, torch.Tensor) else np.asarray(tree)]
+
+
+def _close(ours, theirs, rtol=RTOL, atol=ATOL):
+    a, b = _leaves(ours), _leaves(theirs)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+# --- the zoo ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+def test_zoo_outputs_and_jacobians(name):
+    model, inputs = CASES[name].model, CASES[name].inputs
+    g = from_torch(model, *inputs)
+    xs = tuple(x.numpy() for x in inputs)
+    _close(g(*xs), model(*inputs), rtol=1e-12, atol=1e-13)
+
+    diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
+
+    def merged(call, all_inputs):
+        def f(*floats):
+            args = list(all_inputs)
+            for i, v in zip(diff, floats):
+                args[i] = v
+            return call(*args)
+
+        return f
+
+    # d out / d inputs (the floating ones)
+    J_torch = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff))
+    J_dj = dj.jacobian(merged(g, xs), tuple(xs[i] for i in diff))
+    rtol = LOOSE.get(name, RTOL)
+    _close(J_dj, J_torch, rtol)
+
+    # per-sample Jacobians: the diagonal blocks of the full one
+    if len(inputs) == 1:
+        outs = model(*inputs)
+        J_full = J_torch if isinstance(outs, tuple) else (J_torch,)
+        J_rows = [
+            np.stack([np.take(J[0][b].numpy(), b, axis=o.dim() - 1) for b in range(o.shape[0])])
+            for J, o in zip(J_full, outs if isinstance(outs, tuple) else (outs,))
+        ]
+        _close(dj.batch_jacobian(g, xs[0]), J_rows if isinstance(outs, tuple) else J_rows[0], rtol)
+
+    # d out / d params, by name
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    if not params:
+        return
+    buffers = dict(model.named_buffers())
+    J_p = torch.func.jacrev(lambda p: torch.func.functional_call(model, {**p, **buffers}, inputs))(params)
+    J_pd = dj.jacfwd(lambda p: g(*xs, params=p))(g.params)
+    assert list(g.params) == list(params)
+    _close(J_pd, J_p, rtol)
+
+
+def test_graph_prints_and_keeps_qualified_names():
+    g = from_torch(CASES["resblock_bn"].model, *CASES["resblock_bn"].inputs)
+    assert set(g.params) == {"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight", "bn2.weight", "bn2.bias"}
+    assert "bn1.running_mean" in g.constants and g.dtype == np.float64
+    text = str(g)
+    assert "batch_norm" in text and "@conv1.weight" in text and "$bn1.running_var" in text
+
+
+def test_dtype_and_float32():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2)).eval()
+    x = torch.randn(5, 3)
+    g32, g64 = from_torch(model, x), from_torch(model, x, dtype=np.float64)
+    assert g32.dtype == np.float32 and g64.dtype == np.float64
+    np.testing.assert_allclose(g32(x.numpy()), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert g64(x.double().numpy()).dtype == np.float64
+    with pytest.raises(ValueError, match="backend"):
+        from_torch(model, x, backend="jax")
+
+
+# --- every table entry, against torch.func.jvp --------------------------------------------
+class _Method:
+    """``_Method().sum(x, 1)`` is ``x.sum(1)``: the same case written as a tensor method."""
+
+    def __getattr__(self, name):
+        return lambda x, *a, **k: getattr(x, name)(*a, **k)
+
+
+T, M = torch, _Method()
+pos = lambda *s: torch.rand(*s, dtype=torch.float64) + 0.5
+unit = lambda *s: torch.rand(*s, dtype=torch.float64) * 1.6 - 0.8
+rnd = lambda *s: torch.randn(*s, dtype=torch.float64)
+_rng = torch.Generator().manual_seed(1)
+_lo, _hi = torch.full((4,), -0.3, dtype=torch.float64), torch.full((4,), 0.4, dtype=torch.float64)
+_idx = torch.tensor([2, 0, 1])
+_bmask = torch.rand(3, 3, generator=_rng) > 0.3
+_bmask[:, 0] = True
+
+
+def _ops_cases():
+    """(id, fn, inputs): each fn traced by fx and lowered, checked value- and jvp-wise."""
+    c = []
+    # grouped: each case is one export (about half a second), so related ops share one
+    for ns, prefix in ((T, "torch"), (M, "Tensor")):
+        on_pos = [n for n in _UNARY_NAMES if n in ("log", "log2", "log10", "sqrt", "reciprocal")]
+        on_unit = [n for n in _UNARY_NAMES if n not in on_pos]
+        c += [(f"{prefix}.unary_positive", _group(ns, on_pos), (pos(3, 4),))]
+        c += [(f"{prefix}.unary", _group(ns, on_unit), (unit(3, 4),))]
+        c += [(f"{prefix}.binary", _group(ns, ("add", "sub", "mul", "div", "pow", "maximum", "minimum"), 2),
+               (pos(3, 4), pos(4)))]  # fmt: skip
+        c += [(f"{prefix}.compare", _compares(ns), (rnd(3, 4), rnd(4)))]
+    ops = (operator.gt, operator.lt, operator.ge, operator.le)
+    c += [("operator.compare", lambda x, y: tuple(_compare(op)(x, y) for op in ops), (rnd(3, 4), rnd(3, 4)))]
+    c += [
+        ("add_alpha", lambda x, y: T.add(x, y, alpha=2.0) + T.sub(x, y, alpha=0.5), (rnd(3), rnd(3))),
+        (
+            "div_modes",
+            lambda x, y: T.div(x, y, rounding_mode="floor") + T.div(x, y, rounding_mode="trunc") + x,
+            (rnd(3) * 4, pos(3)),
+        ),
+        ("true_divide", lambda x, y: T.true_divide(x, y), (rnd(3), pos(3))),
+        (
+            "operators",
+            lambda x, y: (
+                (x + y) * (x - y) / (y + 2) + (-x) ** 2 + abs(x) + 2 - x + 3 / (y + 2) + 2**x + (x @ y.T).sum()
+            ),
+            (rnd(3, 2), rnd(3, 2)),
+        ),
+        ("rsqrt", lambda x: T.rsqrt(x) + x.rsqrt(), (pos(3),)),
+        ("detach", lambda x: x * x.detach() + T.detach(x).sin() + x, (rnd(3, 4),)),
+        ("relu", lambda x: T.relu(x) + x.relu(), (rnd(3, 4),)),
+        (
+            "softmax",
+            lambda x: T.softmax(x, 1) + x.softmax(0) + T.log_softmax(x, -1) + x.log_softmax(dim=1),
+            (rnd(3, 4),),
+        ),
+        ("legacy_softmax", lambda x: F.softmax(x) + F.log_softmax(x), (rnd(3, 4),)),
+        (
+            "matmul",
+            lambda a, b, v: (
+                T.matmul(a, b).sum()
+                + a.matmul(b).sum()
+                + T.mm(a, b)
+                + a.mm(b)
+                + T.mv(a, v).unsqueeze(1)
+                + a.mv(v)[:, None]
+                + T.dot(v, v)
+                + v.dot(v)
+            ),
+            (rnd(3, 4), rnd(4, 3), rnd(4)),
+        ),
+        ("bmm", lambda a, b: T.bmm(a, b) + a.bmm(b), (rnd(2, 3, 4), rnd(2, 4, 3))),
+        (
+            "sum_mean_prod",
+            lambda x: (
+                T.sum(x, 1)
+                + x.sum(dim=(0, 1))
+                + T.mean(x, 1)
+                + x.mean()
+                + T.prod(x, 1)
+                + x.prod(1)
+                + T.sum(x)
+                + T.mean(x, [0, 1])
+            ),
+            (pos(3, 4),),
+        ),
+        ("amax_amin", lambda x: T.amax(x, 1) + x.amax(dim=1) + T.amin(x, 1) + x.amin(1) + T.amax(x), (rnd(3, 4),)),
+        (
+            "max_min",
+            lambda x, y: (
+                T.max(x, 1)[0]
+                + x.max(1).values
+                + T.min(x, 1, keepdim=True).values.squeeze(1)
+                + x.min(dim=1)[0]
+                + T.max(x)
+                + x.min()
+                + T.max(x, y).sum(1)
+                + T.min(x, y).sum(1)
+                + x.max(1)[1]
+                + T.min(x, 0)[1].sum()
+            ),
+            (rnd(3, 4), rnd(3, 4)),
+        ),
+        (
+            "var_std",
+            lambda x: (
+                T.var(x, 1)
+                + x.var(1, unbiased=False)
+                + T.std(x, 1, correction=0)
+                + x.std(dim=1)
+                + T.var(x, False)
+                + x.std()
+            ),
+            (rnd(3, 4),),
+        ),
+        ("cumulative", lambda x: T.cumsum(x, 1) + x.cumsum(0) + T.cumprod(x, 1) + x.cumprod(dim=1), (pos(3, 4),)),
+        (
+            "norms",
+            lambda x: (
+                T.norm(x)
+                + x.norm(dim=1).sum()
+                + T.norm(x, p=1, dim=0).sum()
+                + x.norm(p="fro", dim=(0, 1))
+                + T.linalg.norm(x)
+                + T.linalg.vector_norm(x, ord=3, dim=1).sum()
+                + T.linalg.vector_norm(x, dim=(0, 1))
+                + T.linalg.vector_norm(x, ord=3, dim=(0, 1))
+                + T.norm(x, keepdim=True).sum()
+            ),
+            (rnd(3, 4),),
+        ),
+        ("logsumexp", lambda x: T.logsumexp(x, 1) + x.logsumexp(dim=1), (rnd(3, 4),)),
+        (
+            "reshape_view",
+            lambda x: (
+                T.reshape(x, (4, 3)).sum(0)
+                + x.reshape(2, 6).sum(0)[:3]
+                + x.view(-1)[:3]
+                + x.view(x.size(0), -1).sum(0)[:3]
+                + x.view_as(x).sum(1)
+                + x.reshape_as(x.T).sum(0)[:3]
+            ),
+            (rnd(3, 4),),
+        ),
+        (
+            "permute_transpose",
+            lambda x: (
+                T.permute(x, (2, 0, 1)) * 2
+                + x.permute(2, 0, 1)
+                + T.transpose(x, 0, 2).transpose(1, 2)
+                + x.swapaxes(1, 2).mT.permute([2, 0, 1])
+                + T.swapaxes(x, 0, 2).T.contiguous().T.transpose(1, 2)
+                + x.mT.mT.permute(2, 0, 1)
+            ),
+            (rnd(2, 3, 4),),
+        ),
+        ("t", lambda x: T.t(x) + x.t() + x.T, (rnd(3, 3),)),
+        (
+            "flatten",
+            lambda x: (
+                T.flatten(x, 1)
+                + x.flatten(1, 2)
+                + T.unflatten(x.flatten(), 0, (2, 12)).flatten(1)
+                + x.flatten().unflatten(0, (2, -1))
+            ),
+            (rnd(2, 3, 4),),
+        ),
+        (
+            "squeeze",
+            lambda x: (
+                T.squeeze(x, 1)
+                + x.squeeze()
+                + T.unsqueeze(x, 0).squeeze(0).squeeze(1)
+                + x.unsqueeze(-1).squeeze(-1).squeeze(dim=1)
+            ),
+            (rnd(3, 1, 4),),
+        ),
+        (
+            "expand",
+            lambda x, y: x.expand(2, 3, 4) + x.expand(2, -1, 4) * 2 + x.expand_as(y) + y,
+            (rnd(3, 1), rnd(2, 3, 4)),
+        ),
+        (
+            "chunk_split",
+            lambda x: (
+                T.cat([T.chunk(x, 2, 1)[0], x[:, :2].chunk(3, dim=0)[1]], 0).sum()
+                + T.split(x, 2, dim=1)[1].sum()
+                + x.split([1, 2], 0)[1].sum()
+                + T.unbind(x, 1)[2]
+                + x.unbind()[0][:3]
+            ),
+            (rnd(3, 4),),
+        ),
+        (
+            "cat_stack",
+            lambda x, y: (
+                T.cat([x, y], 1) + T.concat([y, x], dim=1) + T.concatenate((x, x), 1) + T.stack([x, y], 1).flatten(1)
+            ),
+            (rnd(3, 2), rnd(3, 2)),
+        ),
+        (
+            "getitem",
+            lambda x: (
+                x[0]
+                + x[1:, None, ::2].sum(0).flatten()[:2].sum()
+                + x[..., -1].sum()
+                + x[_idx].sum(0)
+                + x[:, _idx[:2]].sum()
+                + x[x > 0].sum()
+                + x[_bmask].sum()
+            ),
+            (rnd(3, 3),),
+        ),
+        (
+            "where_masked",
+            lambda x, y: (
+                T.where(x > 0, x, y)
+                + x.where(x < 0.5, y)
+                + T.where(y > 0, x, 0.0)
+                + x.masked_fill(_bmask, 0.5)
+                + T.masked_fill(x, _bmask, -1.0)
+            ),
+            (rnd(3, 3), rnd(3, 3)),
+        ),
+        (
+            "clamp",
+            lambda x: (
+                T.clamp(x, -0.5, 0.5)
+                + x.clamp(min=-0.2)
+                + T.clip(x, max=0.3)
+                + x.clip(-0.4, 0.4)
+                + T.clamp_min(x, 0.1)
+                + x.clamp_max(0.2)
+                + T.clamp(x, _lo, _hi)
+                + x.clamp_min(0.1)
+                + T.clamp_max(x, 0.2)
+            ),
+            (rnd(3, 4),),
+        ),
+        ("einsum", lambda a, b: T.einsum("ij,jk->ik", a, b) + T.einsum("ij,jk->ik", [a, b]), (rnd(2, 3), rnd(3, 2))),
+        (
+            "shapes",
+            lambda x: (
+                x * x.size(1)
+                + x.shape[0]
+                + x.dim()
+                + x.numel()
+                + math.sqrt(x.size(-1))
+                + x.ndim
+                + x.view(x.size(0) // 2, -1).sum()
+                + x.size()[1]
+            ),
+            (rnd(2, 3),),
+        ),
+        ("casts", lambda x: x.to(torch.float64) + x.float() + x.double() + x.type_as(x) + x.clone(), (rnd(3),)),
+        ("inplace_methods", lambda x: _inplace(x), (rnd(3, 4),)),
+    ]
+    acts = {"prelu": (T.tensor([0.2], dtype=T.float64),), "softmax": (1,), "log_softmax": (1,)}
+    c += [("F.activations", lambda x: tuple(getattr(F, n)(x, *acts.get(n, ())) for n in _ACTIVATION_NAMES),
+           (rnd(3, 4) * 3,))]  # fmt: skip
+    c += [
+        (
+            "torch_acts",
+            lambda x: (
+                T.sigmoid(x) + T.selu(x) + T.celu(x, 0.5) + T.prelu(x, T.tensor([0.3], dtype=T.float64)) + T.tanh(x)
+            ),
+            (rnd(3, 4),),
+        ),
+        (
+            "F_kwargs",
+            lambda x: (
+                F.leaky_relu(x, 0.2)
+                + F.elu(x, alpha=0.5)
+                + F.gelu(x, approximate="tanh")
+                + F.softplus(x, beta=2, threshold=1)
+                + F.hardtanh(x, -0.3, 0.6)
+                + F.relu(x.clone(), inplace=True)
+            ),
+            (rnd(3, 4),),
+        ),
+        ("F_linear", lambda x, w, b: F.linear(x, w, b) + F.linear(x, w), (rnd(3, 4), rnd(2, 4), rnd(2))),
+        ("F_bilinear", lambda x, y, w: F.bilinear(x, y, w), (rnd(3, 2), rnd(3, 4), rnd(5, 2, 4))),
+        (
+            "F_conv",
+            lambda x, w, v: F.conv2d(x, w, None, 1, "same").sum() + F.conv1d(x[:, :, 0], v, stride=2).sum(),
+            (rnd(2, 2, 5, 5), rnd(3, 2, 3, 3), rnd(3, 2, 3)),
+        ),
+        (
+            "F_conv_transpose",
+            lambda x, w, v: (
+                F.conv_transpose2d(x, w, stride=2).sum() + F.conv_transpose1d(x[:, :, 0], v, padding=1).sum()
+            ),
+            (rnd(2, 2, 3, 3), rnd(2, 3, 3, 3), rnd(2, 3, 3)),
+        ),
+        (
+            "F_pool",
+            lambda x: (
+                F.max_pool2d(x, 2).sum()
+                + F.max_pool1d(x[:, :, 0], 2, stride=1).sum()
+                + F.avg_pool2d(x, 3, 1, 1).sum()
+                + F.avg_pool1d(x[:, :, 1], 2).sum()
+                + F.adaptive_avg_pool2d(x, 2).sum()
+                + F.adaptive_avg_pool1d(x[:, :, 2], 3).sum()
+            ),
+            (rnd(2, 2, 6, 6),),
+        ),
+        (
+            "F_norms",
+            lambda x, w, b: (
+                F.batch_norm(x, _lo, _hi, w, b)
+                + F.layer_norm(x, (4,), w, b)
+                + F.group_norm(x, 2, w, b)
+                + F.normalize(x)
+                + F.normalize(x, p=1.0, dim=0)
+            ),
+            (rnd(3, 4), rnd(4), rnd(4)),
+        ),
+        (
+            "F_embedding_dropout",
+            lambda w: (
+                F.embedding(_idx, w)
+                + F.dropout(w[:3], 0.5, training=False)
+                + F.alpha_dropout(w[:3], 0.2, False)
+                + F.dropout1d(w[:3], training=False)
+                + F.dropout2d(w[:3, :, None], training=False)[..., 0]
+                + F.feature_alpha_dropout(w[:3], 0.1, False)
+            ),
+            (rnd(4, 2),),
+        ),
+        (
+            "F_pad",
+            lambda x: (
+                F.pad(x, (1, 2)).sum(0)
+                + F.pad(x, (1, 2, 0, 1), value=0.5).sum(0)
+                + F.pad(x[None], (1, 2), mode="reflect")[0].sum(0)
+                + F.pad(x[None], (1, 2), mode="replicate")[0].sum(0)
+                + F.pad(x[None], (2, 1), mode="circular")[0].sum(0)
+            ),
+            (rnd(3, 4),),
+        ),
+        (
+            "F_sdpa",
+            lambda q, k, v: (
+                F.scaled_dot_product_attention(q, k, v)
+                + F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)
+                + F.scaled_dot_product_attention(q, k, v, attn_mask=_bmask)
+                + F.scaled_dot_product_attention(q, k, v, attn_mask=q @ k.transpose(-2, -1) * 0.1)
+                + F.scaled_dot_product_attention(q, k, v, attn_mask=(q @ k.transpose(-2, -1)) > -1.0)
+            ),
+            (rnd(2, 3, 4), rnd(2, 3, 4), rnd(2, 3, 2)),
+        ),
+    ]
+    modules = [
+        nn.Linear(4, 3), nn.Conv1d(4, 2, 1), nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(), nn.PReLU(), nn.ELU(), nn.SELU(),
+        nn.CELU(), nn.GELU(), nn.SiLU(), nn.Mish(), nn.Softplus(), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(),
+        nn.Hardswish(), nn.Hardsigmoid(), nn.LogSigmoid(), nn.Softsign(), nn.Tanhshrink(), nn.Softmax(1),
+        nn.LogSoftmax(1), nn.Identity(), nn.Dropout(), nn.Dropout1d(), nn.AlphaDropout(), nn.FeatureAlphaDropout(),
+        nn.Flatten(0), nn.Unflatten(1, (2, 2)), nn.LayerNorm(4), nn.BatchNorm1d(4), nn.Dropout2d(),
+    ]  # fmt: skip
+    flat = [m for m in modules if not isinstance(m, (nn.Conv1d, nn.Dropout2d))]
+    c += [("nn.layers", _Layers(flat).double().eval(), (rnd(3, 4) * 2,))]
+    c += [("nn.layers_3d", _Layers([nn.Conv1d(4, 2, 1), nn.Dropout2d()]).double().eval(), (rnd(3, 4, 2),))]
+    return c
+
+
+class _Layers(nn.Module):
+    """Several layers applied to the same input: one export for all of them."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x):
+        return tuple(m(x) for m in self.layers)
+
+
+def _group(ns, names, arity=1):
+    return lambda *xs: tuple(getattr(ns, n)(*xs[:arity]) for n in names)
+
+
+def _compares(ns):
+    return lambda x, y: tuple(_compare(getattr(ns, n))(x, y) for n in ("gt", "lt", "ge", "le", "eq", "ne"))
+
+
+def _unary(ns, name, *args):
+    return lambda x: getattr(ns, name)(x, *args)
+
+
+def _binary(ns, name):
+    return lambda x, y: getattr(ns, name)(x, y)
+
+
+def _compare(op):
+    return lambda x, y: T.where(op(x, y), x, y * 2)
+
+
+def _inplace(x):
+    y = x.clone()
+    y.add_(1.0)
+    y.mul_(x)
+    y.relu_()
+    y += x
+    y.sigmoid_()
+    z = F.relu(y - 0.5, inplace=True)
+    return y + z.tanh_()
+
+
+OPS = _ops_cases()
+
+
+@pytest.mark.parametrize("case", OPS, ids=[c[0] for c in OPS])
+def test_op_matches_torch_jvp(case):
+    name, fn, inputs = case
+    g = from_torch(fn, *inputs)
+    xs = tuple(x.numpy() for x in inputs)
+    out = fn(*inputs)
+    _close(g(*xs), out, rtol=LOOSE.get(name, 1e-12), atol=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    tangents = tuple(torch.randn(x.shape, generator=gen, dtype=x.dtype) for x in inputs)
+    _, t_torch = torch.func.jvp(fn, inputs, tangents)
+    _, t_dj = dj.jvp(g, xs, tuple(t.numpy() for t in tangents))
+    _close(t_dj, t_torch, LOOSE.get(name, RTOL))
