@@ -37,9 +37,10 @@ change never gives stale Jacobians.
 >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh()).double()
 >>> x = torch.ones(4, 3, dtype=torch.float64)
 >>> g = from_torch(model, x)
->>> for n in g.nodes:
-...     print(n.name, n.op if isinstance(n.op, str) else "(static)", n.meta["target"], n.meta["module"])
-x.1 (static) input shape
+>>> print(g.nodes[0].name)  # a static node: checks the input's shape, (B, 3) for any B
+input.shape
+>>> for n in g.nodes[1:]:
+...     print(n.name, n.op, n.meta["target"], n.meta["module"])
 permute transpose aten.permute.default 0
 addmm.1 matmul aten.addmm.default 0
 addmm add aten.addmm.default 0
@@ -309,6 +310,7 @@ class _Lowering:
                         dynamic |= None in shape
                         b.begin(node, aten.guard_meta(node.name))
                         b.emit(aten.check_shape, Ref("input", node.name), shape, node.name)
+                        b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.shape")
                     else:  # a Python number or None: export made it a constant of the program
                         env[node.name] = val
                         b.inputs.append(node.name)

@@ -14,6 +14,7 @@ from torch import nn  # noqa: E402
 from zoo import zoo  # noqa: E402
 
 import dualjac as dj  # noqa: E402
+import dualjac.torch as djt  # noqa: E402
 from dualjac.torch import from_torch  # noqa: E402
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -533,3 +534,178 @@ def test_op_matches_torch_jvp(case):
     _, t_torch = torch.func.jvp(fn, inputs, tangents)
     _, t_dj = dj.jvp(g, xs, tuple(t.numpy() for t in tangents))
     _close(t_dj, t_torch, LOOSE.get(name, RTOL))
+
+
+# --- what export adds: provenance, errors, dynamic batch, the cache -----------------------------
+class _Erf(nn.Module):
+    def forward(self, x):
+        return torch.special.i0(x) + 1
+
+
+def test_nodes_record_the_aten_op_module_and_source_line():
+    model = CASES["resblock_bn"].model
+    g = from_torch(model, *CASES["resblock_bn"].inputs)
+    conv = next(n for n in g.nodes if n.meta.get("target") == "aten.convolution.default")
+    assert conv.name == "convolution" and conv.op == "conv" and conv.meta["module"] == "conv1"
+    bn = next(n for n in g.nodes if n.op == "batch_norm")
+    assert bn.meta["target"] == "aten._native_batch_norm_legit_no_training.default" and bn.meta["module"] == "bn1"
+    add = next(n for n in g.nodes if n.meta.get("target") == "aten.add.Tensor")
+    assert add.meta["source"].endswith("zoo.py:44")  # out += x in ResBlock.forward
+
+
+def test_unsupported_op_names_the_aten_op_module_and_source_line():
+    model = nn.Sequential(nn.Linear(2, 2), _Erf()).double()
+    with pytest.raises(dj.UnsupportedOpError) as e:
+        from_torch(model, rnd(3, 2))
+    msg = str(e.value)
+    assert "aten.i0.default" in msg and "graph node 'i0'" in msg and "module '1' (_Erf)" in msg
+    assert "test_export.py:" in msg and "ATEN_OPS" in msg
+
+
+class _Branchy(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+
+def test_a_model_export_cannot_handle_gets_exports_reason_and_the_fix():
+    with pytest.raises(djt.ExportFailedError) as e:
+        from_torch(_Branchy(), rnd(3))
+    msg = str(e.value)
+    assert "torch.export could not export _Branchy" in msg and "export said:" in msg
+    assert "torch.cond" in msg and "Dim" in msg and "strict=False" in msg
+    with pytest.raises(TypeError, match="needs example inputs"):
+        from_torch(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize(
+    "model", [nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))]
+)
+def test_training_mode_asks_for_eval_before_torch_runs_the_model(model):
+    model = model.double()
+    ran = []
+    hook = model.register_forward_pre_hook(lambda *a: ran.append(1))
+    stats = [b.clone() for b in model.buffers()]
+    with pytest.raises(dj.UnsupportedOpError, match=r"training mode.*call model\.eval\(\)"):
+        from_torch(model.train(), rnd(4, 2))
+    assert not ran and all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))
+    hook.remove()
+    from_torch(model.eval(), rnd(4, 2))
+    with pytest.raises(dj.UnsupportedOpError, match="training mode"):
+        from_torch(lambda x: F.dropout(x, 0.1), rnd(4, 2))
+
+
+class _ScaledTanh(torch.autograd.Function):
+    """tanh with a backward off by 1%."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y) * 1.01
+
+
+def test_autograd_function_is_lowered_through_its_forward_not_its_backward():
+    fn = lambda x: _ScaledTanh.apply(x * 2)
+    x = rnd(3, 4)
+    g = from_torch(fn, x)
+    J = dj.batch_jacobian(g, x.numpy())
+    exact = np.stack([np.diag(2 / np.cosh(2 * r) ** 2) for r in x.numpy()])
+    np.testing.assert_allclose(J, exact, rtol=1e-12)  # the forward's derivative, not the 1%-wrong backward
+    J_torch = torch.autograd.functional.jacobian(lambda x: fn(x).sum(0), x).permute(1, 0, 2).numpy()
+    np.testing.assert_allclose(J_torch, exact * 1.01, rtol=1e-12)
+
+
+def test_any_batch_size_and_a_fixed_one_says_so():
+    model = CASES["self_attention"].model  # view(B, T, heads, D // heads): shape arithmetic on B
+    (x,) = CASES["self_attention"].inputs
+    g = from_torch(model, x)
+    for B in (1, 5):
+        xb = rnd(B, *x.shape[1:])
+        _close(g(xb.numpy()), model(xb))
+        J = dj.batch_jacobian(g, xb.numpy())
+        assert J.shape == (B, 4, 8, 4, 8)
+    assert from_torch(model, x[:1]) is not g and djt.lower(model, x[:1]).program is djt.lower(model, x).program
+    fresh = type(model)().double().eval()
+    g1 = from_torch(fresh, x[:1])  # a size-1 example first: export fixes the batch size
+    assert not djt.lower(fresh, x[:1]).dynamic_batch
+    with pytest.raises(ValueError, match=r"exported for \(1, 4, 8\).*example input of the shape you use"):
+        g1(x.numpy())
+
+
+def test_lower_is_cached_and_reads_parameters_at_call_time():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double().eval()
+    x = rnd(5, 3)
+    first = djt.lower(model, x)
+    again = djt.lower(model, rnd(7, 3))  # another batch size: the same dynamic program
+    assert again.program is first.program and again.graph.nodes is first.graph.nodes
+    assert first.export_time > 0 and first.lowering_time > 0
+    with torch.no_grad():
+        model[0].weight.mul_(-2.0)
+    g = djt.lower(model, x).graph
+    J = torch.autograd.functional.jacobian(lambda x: model(x).sum(0), x).permute(1, 0, 2)
+    _close(dj.batch_jacobian(g, x.numpy()), J)  # not the Jacobian of the old weights
+    assert djt.lower(model, x, dtype=np.float32).program is not first.program
+
+
+def test_graph_values_name_every_node_as_fx_does():
+    model, inputs = CASES["gated_mlp"].model, CASES["gated_mlp"].inputs
+    low = djt.lower(model, *inputs)
+    values = low.graph.values(*(x.numpy() for x in inputs))
+    fx_names = [n.name for n in low.program.graph.nodes if n.op == "call_function"]
+    for name in fx_names:
+        ref = low.refs[name]
+        assert ref is None or isinstance(ref, tuple) or ref.kind != "node" or ref.name in values
+    out = [n for n in low.program.graph.nodes if n.op == "output"][0].args[0][0]
+    np.testing.assert_allclose(values[low.refs[out.name].name], model(*inputs).detach().numpy(), rtol=1e-12)
+
+
+def test_integer_and_boolean_inputs_are_constants():
+    fn = lambda q, mask, idx: F.scaled_dot_product_attention(q, q, q, attn_mask=mask)[:, idx]
+    q, idx = rnd(2, 3, 4), torch.tensor([2, 0])
+    g = from_torch(fn, q, _bmask, idx)
+    _close(g(q.numpy(), _bmask.numpy(), idx.numpy()), fn(q, _bmask, idx))
+    J = torch.autograd.functional.jacobian(lambda q: fn(q, _bmask, idx), q)
+    _close(dj.jacobian(lambda q: g(q, _bmask.numpy(), idx.numpy()), q.numpy()), J)
+
+
+class _InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.lin(x)
+        y += x
+        y.mul_(2.0)
+        y = self.act(y)
+        y = y * 1.5
+        F.elu(y, inplace=True)
+        y = y * 1.0
+        y[:, 0] = x[:, 1] * 3
+        return torch.tanh(y) + x
+
+
+def test_in_place_ops_and_default_arguments():
+    torch.manual_seed(0)
+    model = _InPlace().double().eval()
+    x = rnd(4, 3)
+    g = from_torch(model, x)
+    _close(g(x.numpy()), model(x))
+    _close(dj.jacobian(g, x.numpy()), torch.autograd.functional.jacobian(model, x))
+
+    class WithScale(nn.Module):
+        def forward(self, x, scale=2.0):
+            return x * scale
+
+    g = from_torch(WithScale(), rnd(2))
+    assert g.inputs == ("x",)
+    np.testing.assert_allclose(g(np.ones(2)), [2.0, 2.0])
