@@ -101,6 +101,7 @@ class Culprit:
     error: float
     node: str = ""  # the module's first graph node of its own code, and its ATen op
     source: str = ""  # the user's line that node comes from
+    unchecked: list = field(default_factory=list)  # children that could not be checked on their own
 
     def __str__(self) -> str:
         where = f"module '{self.module}' ({self.kind})" if self.module else f"the top module ({self.kind})"
@@ -111,6 +112,8 @@ class Culprit:
             lines.append(f"    called at {self.called_at}")
         if self.defined_at:
             lines.append(f"    forward defined at {self.defined_at}")
+        if self.unchecked:
+            lines.append(f"    (or in its submodules {', '.join(self.unchecked)}, which could not be checked alone)")
         return "\n".join(lines)
 
 
@@ -507,6 +510,8 @@ def _compare(output, wrt, t, d, scale, rtol, atol) -> PairReport:
 def _value_error(t_outs, d_outs, rtol, atol) -> tuple[float, bool]:
     """The forward values: the largest |torch - dualjac| relative to the output's largest value."""
     worst, ok = 0.0, True
+    if len(t_outs) != len(d_outs):  # an output lost (or made up) by the lowering
+        return np.inf, False
     for t, d in zip(t_outs, d_outs):
         if not hasattr(t, "is_floating_point") or not t.is_floating_point():
             continue
@@ -608,71 +613,95 @@ def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | N
         handles.append(m.register_forward_pre_hook(pre(path)))
         handles.append(m.register_forward_hook(post))
     rng = np.random.default_rng(seed + 1)
+    params = [p for p in module.parameters() if p.requires_grad]
     try:
         with torch.enable_grad():
             args = [x.detach().clone().requires_grad_(True) if _is_float(torch, x) else x for x in inputs]
             outs = [o for o in flatten(module(*args))[0] if isinstance(o, torch.Tensor) and o.requires_grad]
             us = [torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.dtype) for o in outs]
-            torch.autograd.backward(outs, us)
+            leaves = [a for a in args if _is_float(torch, a)] + params
+            # autograd.grad, not backward: the hooks fire, and the model's .grad fields stay untouched
+            got = torch.autograd.grad(outs, leaves, us, allow_unused=True)
     finally:
         for h in handles:
             h.remove()
+    param_grads = {id(p): g for p, g in zip(params, got[len(leaves) - len(params) :])}
+    times_called = {}
+    for c in calls:
+        times_called[id(c.module)] = times_called.get(id(c.module), 0) + 1
 
     notes: list[str] = []
-    culprit = None
-    failing = next((c for c in calls if c.path == ""), None)
-    error = np.inf
-    while failing is not None:
-        child, child_error = None, 0.0
+    failing, error, unchecked = next((c for c in calls if c.path == ""), None), np.inf, []
+    while True:
+        child, unchecked = None, []
         for c in calls:
-            if _is_child(c.path, failing.path) and c.floats:
-                bad, e, note = _local_check(torch, c, rtol, atol, rng)
-                if note:
-                    notes.append(note)
-                if bad:
-                    child, child_error = c, e
-                    break
+            if not _is_child(c.path, failing.path):
+                continue
+            # a module's parameter gradients are its own only when it is called once
+            own = param_grads if times_called[id(c.module)] == 1 else {}
+            bad, e, note = _local_check(c, own, rtol, atol, rng)
+            if note:
+                unchecked.append(c.path)
+                notes.append(note)
+            elif bad:
+                child, error = c, e
+                break
         if child is None:
-            culprit = failing
             break
-        failing, error = child, child_error
-    if culprit is None:
-        return None, notes
-    m = culprit.module
-    own = [n for n in graph.nodes if isinstance(n.op, str) and getattr(n, "meta", {}).get("module") == culprit.path]
-    first = next((n for n in own if n.meta.get("source")), own[0] if own else None)
+        failing = child
+    m = failing.module
+    own_nodes = [n for n in graph.nodes if isinstance(n.op, str) and n.meta.get("module") == failing.path]
+    first = next((n for n in own_nodes if n.meta.get("source")), own_nodes[0] if own_nodes else None)
     node = f"%{first.name} ({first.meta.get('target', first.op)})" if first else ""
     source = first.meta.get("source", "") if first else ""
-    found = Culprit(culprit.path, type(m).__name__, _defined_at(type(m)), culprit.called_at, float(error), node, source)
+    found = Culprit(failing.path, type(m).__name__, _defined_at(type(m)), failing.called_at, float(error), node, source,
+                    unchecked)  # fmt: skip
     return found, notes
 
 
-def _local_check(torch, call: _Call, rtol, atol, rng) -> tuple[bool, float, str]:
-    """Does ``g_outᵀ (J_M V)`` (dualjac, on this module alone) match ``(g_outᵀ J_M) V`` = ``g_inᵀ V`` (torch)?"""
+def _local_check(call: _Call, param_grads: dict, rtol, atol, rng) -> tuple[bool, float, str]:
+    """Does this module call's backward agree with dualjac on the module alone? For random V,
+    ``g_outᵀ (J_M V)`` (dualjac) against ``g_inᵀ V`` (torch's gradients w.r.t. the call's inputs),
+    and the same for its parameters when ``param_grads`` has them. Returns (bad, error / scale, note);
+    a note says the module could not be checked on its own."""
+    k = 2
+    named = [(n, p) for n, p in call.module.named_parameters() if id(p) in param_grads]
+    if not call.floats and not named:
+        return False, 0.0, ""
     try:
         graph = _lower(call.module, tuple(call.args))[0]
         xs = tuple(_to_numpy(a) for a in call.args)
-        params = graph.params
-        k = 2
-        vs = [[rng.standard_normal((k,) + tuple(call.args[i].shape))] for i in call.floats]
-        d_outs, jvs = _dualjac_projected(graph, xs, params, "inputs", call.floats, [], vs)
+        relations = []  # (dualjac's J V per output, torch's gradients, V), per kind of argument
+        if call.floats:
+            vs = [[rng.standard_normal((k,) + tuple(call.args[i].shape))] for i in call.floats]
+            d_outs, jvs = _dualjac_projected(graph, xs, graph.params, "inputs", call.floats, [], vs)
+            grads = [call.grads_in.get(i) for i in call.floats]
+            relations.append(([sum(jv) for jv in jvs], grads, [v[0] for v in vs]))
+        names = [n for n, _ in named if n in graph.params]
+        if names:
+            vs = [[rng.standard_normal((k,) + np.shape(graph.params[n])) for n in names]]
+            d_outs, jvs = _dualjac_projected(graph, xs, graph.params, "params", [], names, vs)
+            grads = [param_grads[id(p)] for n, p in named if n in graph.params]
+            relations.append(([jv[0] for jv in jvs], grads, vs[0]))
     except Exception as e:  # a submodule that cannot be lowered (or called) on its own
         return False, 0.0, f"module '{call.path}' could not be checked on its own ({type(e).__name__}: {e})"
-    s_t = np.zeros(k)
-    s_d = np.zeros(k)
-    for i, (v,) in zip(call.floats, vs):
-        g = call.grads_in.get(i)
-        if g is not None:
-            s_t += (_numpy64(g).reshape(1, -1) * v.reshape(k, -1)).sum(-1)
-    g_in_norm = np.sqrt(sum(float((_numpy64(g) ** 2).sum()) for g in call.grads_in.values()))
-    for g, jv in zip(call.grad_out, jvs):
-        if g is not None:
-            s_d += (_numpy64(g).reshape(1, -1) * jv[0].reshape(k, -1)).sum(-1)
-    values_ok = _value_error(call.outs, d_outs, rtol, atol)[1]
-    scale = np.maximum(np.maximum(g_in_norm, np.abs(s_d)), np.abs(s_t))
-    err = np.abs(s_t - s_d)
-    bad = bool(np.any(err > atol * scale + rtol * np.abs(s_d))) or not values_ok
-    return bad, float((err / np.where(scale > 0, scale, 1)).max()), ""
+    bad, worst = not _value_error(call.outs, d_outs, rtol, atol)[1], 0.0
+    for jvs, grads, vs in relations:
+        s_t = sum(
+            ((_numpy64(g).reshape(1, -1) * v.reshape(k, -1)).sum(-1) for g, v in zip(grads, vs) if g is not None),
+            np.zeros(k),
+        )
+        s_d = sum(
+            ((_numpy64(g).reshape(1, -1) * jv.reshape(k, -1)).sum(-1) for g, jv in zip(call.grad_out, jvs)
+             if g is not None),
+            np.zeros(k),
+        )  # fmt: skip
+        g_norm = np.sqrt(sum(float((_numpy64(g) ** 2).sum()) for g in grads if g is not None))
+        scale = np.maximum(np.maximum(g_norm, np.abs(s_d)), np.abs(s_t))
+        err = np.abs(s_t - s_d)
+        bad |= bool(np.any(err > atol * scale + rtol * np.abs(s_d)))
+        worst = max(worst, float((err / np.where(scale > 0, scale, 1)).max()))
+    return bad, worst, ""
 
 
 def _is_child(path: str, parent: str) -> bool:

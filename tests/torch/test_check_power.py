@@ -202,3 +202,36 @@ def test_projection_rows_and_report_text():
     assert [r.wrt for r in report.rows] == ["params (6 tensors)"]
     with pytest.raises(ValueError, match="mode"):
         djt.check(_model(1.0, False), x, mode="fast")
+
+
+class _OffWeightLinear(torch.autograd.Function):
+    """x @ w.T whose gradient w.r.t. w is 1% too large (the one w.r.t. x is right)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w.T
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w, 1.01 * g.T @ x
+
+
+class OffWeightLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 6))
+
+    def forward(self, x):
+        return _OffWeightLinear.apply(x, self.weight)
+
+
+def test_a_wrong_parameter_gradient_is_located_and_grads_stay_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), OffWeightLinear(), nn.Linear(4, 2)).double().eval()
+    x = torch.randn(3, 5, dtype=torch.float64)
+    assert djt.check(model, x, mode="projection").ok  # d/dx is right
+    report = djt.check(model, x, wrt="params", mode="projection")
+    assert report.status == "mismatch" and report.culprit.module == "2", str(report)
+    assert all(p.grad is None for p in model.parameters())  # the search used autograd.grad, not .backward
