@@ -250,14 +250,19 @@ def check(
         raise ValueError("no floating-point input to differentiate; use wrt='params' for a model of token ids")
     dtype = named[0][1].dtype if named else (inputs[diff[0]].dtype if diff else torch.float32)
     dname = str(dtype).replace("torch.", "")
-    r_default, a_default = DEFAULT_TOLERANCES.get(dname, DEFAULT_TOLERANCES["float32"])
-    rtol = r_default if rtol is None else float(rtol)
-    atol = a_default if atol is None else float(atol)
-    if not (0 <= rtol < 1 and 0 <= atol < 1):
-        raise ValueError(f"rtol and atol must lie in [0, 1), got rtol={rtol}, atol={atol}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not 0 <= value < 1:
+            raise ValueError(f"{name} must lie in [0, 1) (it is relative), got {value}")
 
     # unsupported ops and training-mode BatchNorm/Dropout fail here, before torch runs the model
-    graph, time_lower, cached = _lower(module, inputs)
+    graph, program, time_lower, cached = _lower(module, inputs)
+    # tolerances follow the lowest precision torch computes in: a float64 model may round to float32
+    # inside (Llama's RMSNorm does), and then torch's Jacobian is only float32-accurate there
+    inner, where = _lowest_precision(torch, program, dtype)
+    precision = str(inner).replace("torch.", "")
+    r_default, a_default = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["float32"])
+    rtol = r_default if rtol is None else float(rtol)
+    atol = a_default if atol is None else float(atol)
     xs = tuple(_to_numpy(x) for x in inputs)
     params = graph.params
     if mode == "auto":
@@ -297,6 +302,11 @@ def check(
     value_error, value_ok = _value_error(t_outs, d_outs, rtol, atol)
     status, reason = _verdict(rows, value_ok, value_error)
     notes = _notes(dname, wrt, diff, inputs, mode)
+    if where:
+        notes.append(
+            f"the model computes in {precision} in places (first: {where}), so torch's derivatives are "
+            f"{precision}-accurate there: {precision}'s default tolerances apply"
+        )
     report = CheckReport(
         status == "ok", rows, rtol, atol, dname, wrt, batched, time_torch, time_dualjac, notes,
         status, reason, mode, directions if mode == "projection" else 0, seed, value_error,
@@ -323,7 +333,22 @@ def _lower(module: Any, inputs: tuple) -> tuple[Any, float, bool]:
     t0 = time.perf_counter()
     low = lower(module, *inputs, dtype=np.float64)
     took = time.perf_counter() - t0
-    return low.graph, took, took < 0.5 * (low.export_time + low.lowering_time)
+    return low.graph, low.program, took, took < 0.5 * (low.export_time + low.lowering_time)
+
+
+def _lowest_precision(torch: Any, program: Any, dtype: Any) -> tuple[Any, str]:
+    """The least precise floating dtype among the exported program's values (at least ``dtype``'s), and
+    where it first appears when it is lower than ``dtype``."""
+    lowest, where = dtype, ""
+    for node in getattr(program, "graph", None).nodes if program is not None else ():
+        val = node.meta.get("val")
+        d = getattr(val, "dtype", None)
+        if d is None or not d.is_floating_point or torch.finfo(d).eps <= torch.finfo(lowest).eps:
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack.values()))[0] if stack else ""
+        lowest, where = d, f"{node.target} in module '{path}'" if path else str(node.target)
+    return lowest, where
 
 
 def _small(torch: Any, module: Any, inputs: tuple, diff: list, wrt: str, batched: bool, named: list) -> bool:

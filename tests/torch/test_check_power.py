@@ -235,3 +235,20 @@ def test_a_wrong_parameter_gradient_is_located_and_grads_stay_untouched():
     report = djt.check(model, x, wrt="params", mode="projection")
     assert report.status == "mismatch" and report.culprit.module == "2", str(report)
     assert all(p.grad is None for p in model.parameters())  # the search used autograd.grad, not .backward
+
+
+def test_a_float64_model_that_rounds_to_float32_inside_gets_float32_tolerances():
+    class Rounding(nn.Module):  # as Llama's RMSNorm: computes in float32 whatever the model's dtype
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.tanh(self.lin(x).float()).to(x.dtype)
+
+    torch.manual_seed(0)
+    model, x = Rounding().double().eval(), torch.randn(3, 6, dtype=torch.float64)
+    report = djt.check(model, x)
+    assert report.ok and report.rtol == 1e-3, str(report)
+    assert any("computes in float32 in places" in n and "_to_copy" in n for n in report.notes), report.notes
+    assert djt.check(model, x, rtol=1e-7, atol=1e-10).status == "mismatch"  # float64 tolerances: it is not float64
