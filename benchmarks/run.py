@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         for m in w.get("chunk_memory", []):
             print(f"- {w['workload']} dualjac chunk_size={m['chunk_size']}: peak traced memory "
                   f"{m['peak_MiB']:.0f} MiB, one call {fmt(m['one_call_s'])}")  # fmt: skip
+        if "lowering_s" in w:
+            print(f"- {w['workload']} dualjac lowering (torch.export + ATen table, once per model and shape): "
+                  f"{fmt(w['lowering_s'])}, of which export {fmt(w['export_s'])}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "machine": info, "repeats": repeats, "quick": args.quick}
     args.json.write_text(json.dumps(result | {"workloads": workloads, "results": rows}, indent=2) + "\n")
