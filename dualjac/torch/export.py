@@ -120,8 +120,9 @@ def lower(
 ) -> Lowered:
     """``from_torch``'s work, cached: the ``Lowered`` graph and program of ``module`` for these inputs.
 
-    The cache key is the module, the inputs' shapes and dtypes (a dynamic batch axis does not
-    count), ``dtype``, ``backend`` and ``strict``; a hit costs microseconds. The returned
+    The cache key is the module (its submodules and its parameters' shapes and dtypes), the inputs'
+    shapes and dtypes (a dynamic batch axis does not count), ``dtype``, ``backend`` and ``strict``; a
+    hit costs the conversion of the parameters. A plain function is exported on every call. The returned
     Graph's ``params`` and ``constants`` are read from the module on every call.
     """
     if backend not in ("numpy", "cupy"):
@@ -137,13 +138,20 @@ def lower(
     inputs = tuple(_as_tensor(x) for x in example_inputs)
     np_dtype = None if dtype is None else np.dtype(aten.numpy_dtype(dtype) if isinstance(dtype, torch.dtype) else dtype)
     per_module = _CACHE.setdefault(module, {}) if not isinstance(module, _FunctionModule) else {}
-    key = (_signature(inputs), np_dtype, backend, strict)
+    key = (_signature(inputs), np_dtype, backend, strict, _structure(module))
     hit = per_module.get(key) or next((v for k, v in per_module.items() if _fits(k, key)), None)
     if hit is None:
         hit = _lower(module, inputs, np_dtype, backend, strict)
         per_module[_dynamic_key(hit, key)] = hit
     params, constants = _state(module, hit.program, np_dtype, backend)
     return replace(hit, graph=replace(hit.graph, params=params, constants=constants))
+
+
+def _structure(module: nn.Module) -> tuple:
+    """What a cached program depends on besides the inputs: the submodules (a replaced layer is a new
+    object) and the parameters' and buffers' shapes and dtypes (``model.double()`` after a first lowering)."""
+    tensors = (*module.named_parameters(), *module.named_buffers())
+    return tuple(id(m) for m in module.modules()) + tuple((n, tuple(t.shape), t.dtype) for n, t in tensors)
 
 
 def _signature(inputs: tuple) -> tuple:

@@ -653,6 +653,10 @@ def test_lower_is_cached_and_reads_parameters_at_call_time():
     J = torch.autograd.functional.jacobian(lambda x: model(x).sum(0), x).permute(1, 0, 2)
     _close(dj.batch_jacobian(g, x.numpy()), J)  # not the Jacobian of the old weights
     assert djt.lower(model, x, dtype=np.float32).program is not first.program
+    model[1] = nn.Sigmoid()  # a replaced layer: lowered anew
+    g = djt.lower(model, x).graph
+    assert any(n.op == "sigmoid" for n in g.nodes)
+    _close(g(x.numpy()), model(x))
 
 
 def test_graph_values_name_every_node_as_fx_does():
