@@ -822,7 +822,7 @@ _UNARY = {
     "cos": "cos", "tan": "tan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "asin": "arcsin",
     "acos": "arccos", "atan": "arctan", "asinh": "arcsinh", "acosh": "arccosh", "atanh": "arctanh",
     "sigmoid": "sigmoid", "relu": "relu", "silu": "silu", "mish": "mish", "hardswish": "hardswish",
-    "hardsigmoid": "hardsigmoid", "sign": "sign", "floor": "floor", "ceil": "ceil", "round": "rint",
+    "hardsigmoid": "hardsigmoid", "erf": "erf", "sign": "sign", "floor": "floor", "ceil": "ceil", "round": "rint",
     "trunc": "trunc", "isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite", "signbit": "signbit",
     "logical_not": "logical_not",
 }  # fmt: skip

@@ -24,7 +24,7 @@ LOOSE = {"mlp_hard": 1e-7, "F.activations": 1e-7, "nn.layers": 1e-7}
 LOOSE["casts"] = 1e-6  # x.float() rounds to float32 in torch, and in dualjac: float32 kernels differ by ulps
 CASES = {c.name: c for c in zoo()}
 _UNARY_NAMES = ("exp", "log", "log2", "log10", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
-                "asin", "acos", "atan", "abs", "neg", "square", "reciprocal", "sigmoid")  # fmt: skip
+                "asin", "acos", "atan", "abs", "neg", "square", "reciprocal", "sigmoid", "erf")  # fmt: skip
 _ACTIVATION_NAMES = ("relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus",
                      "sigmoid", "tanh", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid", "softsign", "tanhshrink",
                      "softmax", "log_softmax")  # fmt: skip
