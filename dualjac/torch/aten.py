@@ -375,6 +375,36 @@ def _cumulative(op: str) -> Callable[..., Any]:
     return lambda b, x, dim, dtype=None: b.emit(op, x, axis=dim)
 
 
+def _var_mean(b, x, dim=None, correction=None, keepdim=False):
+    return _var("var")(b, x, dim, correction=correction, keepdim=keepdim), _reduction("mean")(b, x, dim, keepdim)
+
+
+def _argsort(x: Any, axis: int, descending: bool) -> Any:
+    xp = np if isinstance(x, np.ndarray) else _xp("cupy")
+    return xp.argsort(-x if descending else x, axis=axis, kind="stable")
+
+
+def _first(idx: Any, axis: int, k: int) -> Any:
+    return idx[(slice(None),) * axis + (slice(0, k),)]
+
+
+def _sort(b, x, dim=-1, descending=False, stable=False):
+    d = _axis(b, dim)
+    idx = b.emit(_argsort, x, d, bool(descending))  # stable, as torch's stable sort
+    return b.emit("take_along_axis", x, idx, axis=d), idx
+
+
+def _topk(b, x, k, dim=-1, largest=True, sorted=True):
+    d = _axis(b, dim)
+    idx = b.emit(_first, b.emit(_argsort, x, d, bool(largest)), d, k)
+    return b.emit("take_along_axis", x, idx, axis=d), idx
+
+
+def _diagonal(b, x, offset=0, dim1=0, dim2=1):
+    a1, a2 = _pos_axes((dim1, dim2), max(b.ndim(0), 1))
+    return b.emit("diagonal", x, offset=offset, axis1=a1, axis2=a2)
+
+
 def _logsumexp(b, x, dim, keepdim=False):
     return b.emit("logsumexp", x, axis=_dims(dim), keepdims=bool(keepdim))
 
@@ -735,7 +765,11 @@ def _bn_legit(b, x, weight, bias, mean, var, training, momentum, eps):
     return _bn_no_training(b, x, weight, bias, mean, var, momentum, eps)
 
 
-def _bn_no_stats(b, x, *args):
+def _bn_no_stats(b, x, weight, bias, training, momentum, eps):
+    shape = tuple(b.val(0).shape)
+    if shape[0] == 1:  # instance norm: torch views (B, C, ...) as (1, B*C, ...), one group per channel
+        groups = shape[1] if isinstance(shape[1], int) else b.emit(_size, x, 1)
+        return b.emit("group_norm", x, weight, bias, num_groups=groups, eps=eps), None, None
     raise b.unsupported(
         hint="BatchNorm without running stats (track_running_stats=False) normalises with batch statistics; "
         "per-sample Jacobians are not defined"
@@ -799,6 +833,61 @@ def _sdpa(b, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None
     if not masked:
         return b.emit("matmul", b.emit("softmax", s, axis=-1), v)
     return b.emit("matmul", _safe_softmax(b, s, -1), v)
+
+
+def _interp_matrix(n_in: int, n_out: int, align_corners: bool, scale: float | None, dtype: Any) -> Any:
+    """(n_out, n_in) weights of torch's linear interpolation along one axis (upsample_*linear*)."""
+    dst = np.arange(n_out, dtype=np.float64)
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        r = 1.0 / scale if scale else n_in / n_out
+        src = np.maximum((dst + 0.5) * r - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = src - i0
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.arange(n_out), i0), 1 - lam)
+    np.add.at(m, (np.arange(n_out), i1), lam)
+    return m.astype(dtype)
+
+
+def _nearest_index(n_in: int, n_out: int, scale: float | None) -> Any:
+    r = 1.0 / scale if scale else n_in / n_out  # torch's nearest: floor(dst * r), clamped
+    return np.minimum(np.floor(np.arange(n_out) * r).astype(np.int64), n_in - 1)
+
+
+def _upsample_sizes(b, output_size, scale_factors, nd):
+    spatial = tuple(b.val(0).shape[-nd:])
+    if output_size is not None:
+        return spatial, tuple(output_size), (None,) * nd
+    return spatial, tuple(int(math.floor(n * s)) for n, s in zip(spatial, scale_factors)), tuple(scale_factors)
+
+
+def _upsample_nearest(nd: int) -> Callable[..., Any]:
+    def emit(b, x, output_size=None, scale_factors=None):
+        spatial, out, scales = _upsample_sizes(b, output_size, scale_factors, nd)
+        idx = [_nearest_index(n, o, s) for n, o, s in zip(spatial, out, scales)]
+        key = (Ellipsis,) + tuple(i.reshape((-1,) + (1,) * (nd - 1 - k)) for k, i in enumerate(idx))
+        return b.emit("getitem", x, key=key)
+
+    return emit
+
+
+def _upsample_linear(nd: int) -> Callable[..., Any]:
+    """``upsample_{linear1d,bilinear2d,trilinear3d}``: one interpolation matrix per spatial axis (linear)."""
+
+    def emit(b, x, output_size=None, align_corners=False, scale_factors=None):
+        spatial, out, scales = _upsample_sizes(b, output_size, scale_factors, nd)
+        dtype = b.float_dtype(b.val(0).dtype)
+        mats = [_interp_matrix(n, o, align_corners, s, dtype) for n, o, s in zip(spatial, out, scales)]
+        if b.backend == "cupy":
+            mats = [_xp("cupy").asarray(m) for m in mats]
+        src, dst = "xyz"[:nd], "XYZ"[:nd]
+        subs = f"...{src}," + ",".join(f"{o}{i}" for o, i in zip(dst, src)) + f"->...{dst}"
+        return b.emit("einsum", x, *mats, subscripts=subs)
+
+    return emit
 
 
 def _dropout(b, x, p, train):
@@ -870,13 +959,15 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten.var.correction": _var("var"), "aten.var.dim": _var("var"), "aten.std.correction": _var("std"),
     "aten.std.dim": _var("std"), "aten.cumsum.default": _cumulative("cumsum"),
     "aten.cumprod.default": _cumulative("cumprod"), "aten.logsumexp.default": _logsumexp,
-    "aten.linalg_vector_norm.default": _vector_norm,
+    "aten.linalg_vector_norm.default": _vector_norm, "aten.var_mean.correction": _var_mean,
+    "aten.sort.default": _sort, "aten.sort.stable": _sort, "aten.topk.default": _topk,
+    "aten.diagonal.default": _diagonal,
     # shapes and indexing
     "aten.view.default": _reshape, "aten._unsafe_view.default": _reshape, "aten.reshape.default": _reshape,
     "aten.permute.default": _permute, "aten.t.default": _t, "aten.transpose.int": _transpose,
     "aten.expand.default": _expand, "aten.unsqueeze.default": _unsqueeze, "aten.squeeze.default": _squeeze,
     "aten.squeeze.dim": _squeeze, "aten.squeeze.dims": _squeeze, "aten.slice.Tensor": _slice,
-    "aten.select.int": _select, "aten.index.Tensor": _index, "aten.index_select.default": _index_select,
+    "aten.select.int": _select, "aten.index.Tensor": _index, "aten._unsafe_index.Tensor": _index, "aten.index_select.default": _index_select,
     "aten.gather.default": _gather, "aten.cat.default": _cat, "aten.stack.default": _stack,
     "aten.split_with_sizes.default": _split_with_sizes, "aten.split.Tensor": _split, "aten.unbind.int": _unbind,
     "aten.flip.default": _flip, "aten.roll.default": _roll, "aten.repeat.default": _repeat,
@@ -917,6 +1008,9 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten._native_batch_norm_legit_functional.default": _bn_legit,
     "aten.native_batch_norm.default": _native_batch_norm, "aten.native_layer_norm.default": _layer_norm,
     "aten.native_group_norm.default": _group_norm, "aten.embedding.default": _embedding,
+    "aten.upsample_nearest1d.vec": _upsample_nearest(1), "aten.upsample_nearest2d.vec": _upsample_nearest(2),
+    "aten.upsample_nearest3d.vec": _upsample_nearest(3), "aten.upsample_linear1d.vec": _upsample_linear(1),
+    "aten.upsample_bilinear2d.vec": _upsample_linear(2), "aten.upsample_trilinear3d.vec": _upsample_linear(3),
     "aten.scaled_dot_product_attention.default": _sdpa, "aten.native_dropout.default": _native_dropout,
     "aten.dropout.default": _dropout,
     "aten.bernoulli.p": _random, "aten.bernoulli.default": _random, "aten.rand.default": _random,

@@ -366,6 +366,28 @@ def _ops_cases():
             ),
             (rnd(2, 3),),
         ),
+        (
+            "export_ops",  # ops the fx adapter had no entry for
+            lambda x: (
+                F.interpolate(x, scale_factor=2, mode="nearest"),
+                F.interpolate(x, scale_factor=2, mode="bilinear"),
+                F.interpolate(x, size=(7, 5), mode="bilinear", align_corners=True),
+                F.interpolate(x[..., 0], size=6, mode="linear"),
+                F.pixel_shuffle(x[:, :1].repeat(1, 4, 1, 1), 2),
+                torch.sort(x, dim=-1).values,
+                torch.sort(x, dim=1, descending=True).values,
+                torch.topk(x, 2, dim=-1).values,
+                torch.std_mean(x, dim=1)[0] + torch.var_mean(x, dim=(1, 2))[1][:, None],
+                torch.diagonal(x, dim1=-2, dim2=-1) + torch.diagonal(x, 1, 2, 3).sum(),
+                F.instance_norm(x),
+                F.glu(x[:, :2], dim=1),
+                F.cosine_similarity(x, x * 2 + 1, dim=1),
+                torch.linalg.matrix_norm(x),
+                torch.logit(torch.sigmoid(x)),
+                F.unfold(x, 2),
+            ),
+            (rnd(2, 3, 4, 4),),
+        ),
         ("casts", lambda x: x.to(torch.float64) + x.float() + x.double() + x.type_as(x) + x.clone(), (rnd(3),)),
         ("inplace_methods", lambda x: _inplace(x), (rnd(3, 4),)),
     ]
