@@ -42,6 +42,7 @@ a changed weight is seen; the report gives the lowering time apart from the chec
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import time
@@ -105,7 +106,8 @@ class Culprit:
 
     def __str__(self) -> str:
         where = f"module '{self.module}' ({self.kind})" if self.module else f"the top module ({self.kind})"
-        lines = [f"first failing node: {where}, local backward off by {self.error:.3g} of its scale"]
+        off = f", local backward off by {self.error:.3g} of its scale" if np.isfinite(self.error) else ""
+        lines = [f"first failing node: {where}{off}"]
         if self.node:
             lines.append(f"    graph node {self.node}" + (f" from {self.source}" if self.source else ""))
         if self.called_at:
@@ -591,9 +593,12 @@ def _notes(dname: str, wrt: str, diff: list, inputs: tuple, mode: str) -> list[s
 class _Call:
     path: str
     module: Any
-    args: list  # detached copies of the positional arguments
-    floats: list  # positions of the differentiated (floating, grad-carrying) arguments
+    args: list  # detached copies of the positional arguments, then of the tensor keyword arguments
+    floats: list  # positions (in args) of the differentiated (floating, grad-carrying) arguments
     called_at: str
+    keywords: tuple = ()  # the names of the keyword arguments at the end of args
+    constants: dict = field(default_factory=dict)  # keyword arguments that are not tensors (None, flags)
+    wrap: bool = False  # lowered through a wrapper taking every tensor positionally, returning only tensors
     grads_in: dict = field(default_factory=dict)
     grad_out: list = field(default_factory=list)
     outs: list = field(default_factory=list)
@@ -608,34 +613,40 @@ def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | N
     torch_dir = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
     def pre(path):
-        def hook(m, args):
-            call = _Call(path, m, [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args], [],
-                         _caller(torch_dir))  # fmt: skip
-            new = list(args)
-            for i, a in enumerate(args):
+        def hook(m, args, kwargs):
+            keywords = tuple(k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
+            flat = [*args, *(kwargs[k] for k in keywords)]
+            # copies as they were before the call: a module may update a cache object it is given
+            copies = [a.detach().clone() if isinstance(a, torch.Tensor) else _snapshot(a) for a in flat]
+            constants = {k: _snapshot(v) for k, v in kwargs.items() if k not in keywords}
+            call = _Call(path, m, copies, [], _caller(torch_dir), keywords, constants, bool(kwargs))
+            for i, a in enumerate(flat):
                 if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad:
                     # a copy of this call's own: its gradient is what this module sends back, not the sum
                     # over every consumer of the tensor (residual connections); a copy, not a view, so the
                     # hook still sees the gradient w.r.t. the input when the module works in place
-                    new[i] = a.clone()
-                    new[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, g.detach().clone()))
+                    flat[i] = a.clone()
+                    flat[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, g.detach().clone()))
                     call.floats.append(i)
             calls.append(call)
-            return tuple(new)
+            n = len(args)
+            return tuple(flat[:n]), {**kwargs, **dict(zip(keywords, flat[n:]))}
 
         return hook
 
     def post(m, args, out):
         call = next(c for c in reversed(calls) if c.module is m)
         leaves = flatten(out)[0]
-        call.outs = [o.detach().clone() if isinstance(o, torch.Tensor) else o for o in leaves]
-        call.grad_out = [None] * len(leaves)
-        for j, o in enumerate(leaves):
-            if isinstance(o, torch.Tensor) and o.requires_grad:
+        tensors = [o for o in leaves if isinstance(o, torch.Tensor)]
+        call.wrap = call.wrap or len(tensors) < len(leaves)  # a cache object or a flag among the outputs
+        call.outs = [o.detach().clone() for o in tensors]
+        call.grad_out = [None] * len(tensors)
+        for j, o in enumerate(tensors):
+            if o.requires_grad:
                 o.register_hook(lambda g, j=j: call.grad_out.__setitem__(j, g.detach().clone()))
 
     for path, m in module.named_modules():
-        handles.append(m.register_forward_pre_hook(pre(path)))
+        handles.append(m.register_forward_pre_hook(pre(path), with_kwargs=True))
         handles.append(m.register_forward_hook(post))
     rng = np.random.default_rng(seed + 1)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -651,6 +662,7 @@ def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | N
         for h in handles:
             h.remove()
     param_grads = {id(p): g for p, g in zip(params, got[len(leaves) - len(params) :])}
+    called = {c.path for c in calls}
     times_called = {}
     for c in calls:
         times_called[id(c.module)] = times_called.get(id(c.module), 0) + 1
@@ -660,7 +672,7 @@ def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | N
     while True:
         child, unchecked = None, []
         for c in calls:
-            if not _is_child(c.path, failing.path):
+            if not _is_child(c.path, failing.path, called):
                 continue
             # a module's parameter gradients are its own only when it is called once
             own = param_grads if times_called[id(c.module)] == 1 else {}
@@ -694,23 +706,33 @@ def _local_check(call: _Call, param_grads: dict, rtol, atol, rng) -> tuple[bool,
     if not call.floats and not named:
         return False, 0.0, ""
     try:
-        graph = _lower(call.module, tuple(call.args))[0]
-        xs = tuple(_to_numpy(a) for a in call.args)
+        tensors = [i for i, a in enumerate(call.args) if hasattr(a, "is_floating_point")]  # the graph's inputs
+        prefix, module = "", call.module
+        if call.wrap or len(tensors) < len(call.args):
+            # lower a wrapper that takes only the tensors, positionally, and returns only tensors
+            prefix, module = "m.", _Positional(call, tensors)
+        args = tuple(call.args[i] for i in tensors)
+        graph = _lower(module, args)[0]
+        xs = tuple(_to_numpy(a) for a in args)
         relations = []  # (dualjac's J V per output, torch's gradients, V), per kind of argument
         if call.floats:
             vs = [[rng.standard_normal((k,) + tuple(call.args[i].shape))] for i in call.floats]
-            d_outs, jvs = _dualjac_projected(graph, xs, graph.params, "inputs", call.floats, [], vs)
+            diff = [tensors.index(i) for i in call.floats]
+            d_outs, jvs = _dualjac_projected(graph, xs, graph.params, "inputs", diff, [], vs)
             grads = [call.grads_in.get(i) for i in call.floats]
             relations.append(([sum(jv) for jv in jvs], grads, [v[0] for v in vs]))
-        names = [n for n, _ in named if n in graph.params]
+        names = [prefix + n for n, _ in named if prefix + n in graph.params]
         if names:
             vs = [[rng.standard_normal((k,) + np.shape(graph.params[n])) for n in names]]
             d_outs, jvs = _dualjac_projected(graph, xs, graph.params, "params", [], names, vs)
-            grads = [param_grads[id(p)] for n, p in named if n in graph.params]
+            grads = [param_grads[id(p)] for n, p in named if prefix + n in graph.params]
             relations.append(([jv[0] for jv in jvs], grads, vs[0]))
     except Exception as e:  # a submodule that cannot be lowered (or called) on its own
-        return False, 0.0, f"module '{call.path}' could not be checked on its own ({type(e).__name__}: {e})"
-    bad, worst = not _value_error(call.outs, d_outs, rtol, atol)[1], 0.0
+        reason = str(e).splitlines()[0] if str(e) else ""
+        return False, 0.0, f"module '{call.path}' could not be checked on its own ({type(e).__name__}: {reason})"
+    if not _value_error(call.outs, d_outs, rtol, atol)[1]:  # state, a cache object, randomness: not reproducible
+        return False, 0.0, f"module '{call.path}' computes other values on its own than in the model"
+    bad, worst = False, 0.0
     for jvs, grads, vs in relations:
         s_t = sum(
             ((_numpy64(g).reshape(1, -1) * v.reshape(k, -1)).sum(-1) for g, v in zip(grads, vs) if g is not None),
@@ -729,10 +751,51 @@ def _local_check(call: _Call, param_grads: dict, rtol, atol, rng) -> tuple[bool,
     return bad, worst, ""
 
 
-def _is_child(path: str, parent: str) -> bool:
-    if parent == "":
-        return path != "" and "." not in path
-    return path.startswith(parent + ".") and "." not in path[len(parent) + 1 :]
+def _positional_class(torch: Any) -> type:
+    class Positional(torch.nn.Module):
+        """A module call as ``forward(*tensors)`` returning a tuple of tensors, which is what ``lower``
+        takes: the call's other arguments (keyword arguments, a cache object, flags) are held fixed."""
+
+        def __init__(self, call: _Call, tensors: list) -> None:
+            super().__init__()
+            self.m, self.call, self.tensors = call.module, call, tensors
+
+        def forward(self, *tensors: Any) -> Any:
+            full = [_snapshot(a) for a in self.call.args]  # each run starts from the state before the call
+            for i, t in zip(self.tensors, tensors):
+                full[i] = t
+            n = len(full) - len(self.call.keywords)
+            constants = {k: _snapshot(v) for k, v in self.call.constants.items()}
+            out = self.m(*full[:n], **dict(zip(self.call.keywords, full[n:])), **constants)
+            return tuple(o for o in flatten(out)[0] if isinstance(o, torch.Tensor))
+
+    return Positional
+
+
+def _Positional(call: _Call, tensors: list) -> Any:  # noqa: N802 (a class, made once torch is imported)
+    import torch
+
+    return _positional_class(torch)(call, tensors)
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy of a non-tensor argument (a cache object the call may update), or itself."""
+    if value is None or isinstance(value, bool | int | float | str) or hasattr(value, "is_floating_point"):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # not copyable: use it as it is
+        return value
+
+
+def _is_child(path: str, parent: str, called: set) -> bool:
+    """Is ``path`` called directly by ``parent``'s code (no other *called* module between them;
+    containers such as ModuleList are never called)?"""
+    if path == parent or not (parent == "" or path.startswith(parent + ".")):
+        return False
+    parts = path.split(".")
+    first = len(parent.split(".")) + 1 if parent else 1
+    return not any(".".join(parts[:i]) in called for i in range(first, len(parts)))
 
 
 def _caller(torch_dir: str) -> str:

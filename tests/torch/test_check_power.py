@@ -252,3 +252,26 @@ def test_a_float64_model_that_rounds_to_float32_inside_gets_float32_tolerances()
     assert report.ok and report.rtol == 1e-3, str(report)
     assert any("computes in float32 in places" in n and "_to_copy" in n for n in report.notes), report.notes
     assert djt.check(model, x, rtol=1e-7, atol=1e-10).status == "mismatch"  # float64 tolerances: it is not float64
+
+
+class _OffIdentity(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 1.01
+
+
+class OffIdentity(nn.Module):
+    def forward(self, x):
+        return _OffIdentity.apply(x)
+
+
+def test_the_culprit_inside_a_transformer_layer_called_with_keywords():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True).double().eval()
+    layer.dropout2 = OffIdentity()  # after linear2; self_attn, checked before it, is called with keywords
+    report = djt.check(layer, torch.randn(2, 5, 8, dtype=torch.float64))
+    assert report.status == "mismatch" and report.culprit.module == "dropout2", str(report)
