@@ -10,7 +10,7 @@ Jacobian w.r.t. its parameters is ``jacfwd(lambda p: g(x, params=p))(g.params)``
 A node whose ``op`` is a plain Python function instead of a rule name computes a
 *static* value (a shape, an axis tuple, integer indices) from the values of its
 arguments, never their tangents; later nodes use it as a parameter. The torch
-adapter needs these because a traced module does not know its input shapes.
+adapter needs these for arithmetic on the batch size, which it exports as dynamic.
 
 >>> import numpy as np, dualjac as dj
 >>> from dualjac.graph import Graph, Node, Ref

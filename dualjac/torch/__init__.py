@@ -3,6 +3,5 @@ Graph; ``check`` compares torch.autograd's Jacobian with dualjac's."""
 
 from .check import CheckReport, check
 from .export import ExportFailedError, Lowered, from_torch, lower
-from .fx import UntraceableModuleError
 
-__all__ = ["CheckReport", "ExportFailedError", "Lowered", "UntraceableModuleError", "check", "from_torch", "lower"]
+__all__ = ["CheckReport", "ExportFailedError", "Lowered", "check", "from_torch", "lower"]
