@@ -96,7 +96,12 @@ class Lowered:
     refs: dict  # fx node name -> Ref (or tuple of Refs, or a Python value) holding its value
     export_time: float
     lowering_time: float
-    dynamic_batch: bool
+    input_shapes: tuple  # per input: its exported shape, None for a dynamic (batch) size; None: not a tensor
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether the Graph runs any batch size (export kept the batch axis dynamic)."""
+        return any(s is not None and None in s for s in self.input_shapes)
 
 
 def from_torch(
@@ -139,10 +144,11 @@ def lower(
     np_dtype = None if dtype is None else np.dtype(aten.numpy_dtype(dtype) if isinstance(dtype, torch.dtype) else dtype)
     per_module = _CACHE.setdefault(module, {}) if not isinstance(module, _FunctionModule) else {}
     key = (_signature(inputs), np_dtype, backend, strict, _structure(module))
-    hit = per_module.get(key) or next((v for k, v in per_module.items() if _fits(k, key)), None)
+    shapes = tuple(tuple(x.shape) if isinstance(x, torch.Tensor) else None for x in inputs)
+    hit = next((low for low in per_module.get(key, []) if _fits(low.input_shapes, shapes)), None)
     if hit is None:
         hit = _lower(module, inputs, np_dtype, backend, strict)
-        per_module[_dynamic_key(hit, key)] = hit
+        per_module.setdefault(key, []).append(hit)
     params, constants = _state(module, hit.program, np_dtype, backend)
     return replace(hit, graph=replace(hit.graph, params=params, constants=constants))
 
@@ -155,23 +161,15 @@ def _structure(module: nn.Module) -> tuple:
 
 
 def _signature(inputs: tuple) -> tuple:
-    return tuple((tuple(x.shape), str(x.dtype)) if isinstance(x, torch.Tensor) else ("value", repr(x)) for x in inputs)
+    """The inputs' kinds, ranks and dtypes (their sizes are matched against each program's input shapes)."""
+    return tuple((x.dim(), str(x.dtype)) if isinstance(x, torch.Tensor) else ("value", repr(x)) for x in inputs)
 
 
-def _dynamic_key(hit: Lowered, key: tuple) -> tuple:
-    """The cache key with the batch sizes as None where the Graph runs any batch size."""
-    if not hit.dynamic_batch:
-        return key
-    sig = tuple((("*",) + s[0][1:], s[1]) if s[0] != "value" and len(s[0]) else s for s in key[0])
-    return (sig, *key[1:])
-
-
-def _fits(cached: tuple, key: tuple) -> bool:
-    if cached[1:] != key[1:] or len(cached[0]) != len(key[0]):
-        return False
-    return all(
-        c == k or (c[0] != "value" and c[0][:1] == ("*",) and c[0][1:] == k[0][1:] and c[1] == k[1] and len(k[0]))
-        for c, k in zip(cached[0], key[0])
+def _fits(exported: tuple, shapes: tuple) -> bool:
+    """Whether inputs of ``shapes`` fit a program exported for ``exported`` (None: a dynamic size)."""
+    return len(exported) == len(shapes) and all(
+        e == s if e is None or s is None else all(a is None or a == b for a, b in zip(e, s))
+        for e, s in zip(exported, shapes)
     )
 
 
@@ -190,9 +188,6 @@ def _as_tensor(x: Any) -> Any:
     if isinstance(x, np.ndarray) or (hasattr(x, "__cuda_array_interface__") and not isinstance(x, torch.Tensor)):
         return torch.as_tensor(np.asarray(x.get() if hasattr(x, "get") else x))
     return x
-
-
-_TRAINING_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.MultiheadAttention)
 
 
 def _require_eval(module: nn.Module) -> None:
@@ -243,9 +238,9 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
         raise ExportFailedError(what, reason) from e
     t1 = time.perf_counter()
     b = aten.Builder(module, what, dtype, backend)
-    refs, outputs, dynamic = _Lowering(ep, b).run()
+    refs, outputs, shapes = _Lowering(ep, b).run()
     graph = Graph(tuple(b.inputs), b.nodes, outputs, {}, {}, backend)
-    return Lowered(graph, ep, refs, t1 - t0, time.perf_counter() - t1, dynamic)
+    return Lowered(graph, ep, refs, t1 - t0, time.perf_counter() - t1, shapes)
 
 
 def _state(module: nn.Module, ep: Any, dtype: Any, backend: str) -> tuple[dict, dict]:
@@ -294,11 +289,11 @@ class _Lowering:
     def __init__(self, ep: Any, b: aten.Builder) -> None:
         self.ep, self.b = ep, b
 
-    def run(self) -> tuple[dict, Any, bool]:
+    def run(self) -> tuple[dict, Any, tuple]:
         b, env = self.b, {}
         specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
         names = {id(p): n for n, p in b.module.named_parameters()}  # tied weights: the first name
-        dynamic = False
+        shapes = []
         get = lambda a: pytree.tree_map(lambda v: env[v.name] if isinstance(v, torch.fx.Node) else v, a)
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
@@ -315,13 +310,14 @@ class _Lowering:
                         env[node.name] = Ref("input", node.name)
                         b.inputs.append(node.name)
                         shape = tuple(d if isinstance(d, int) else None for d in val.shape)
-                        dynamic |= None in shape
+                        shapes.append(shape)
                         b.begin(node, aten.guard_meta(node.name))
                         b.emit(aten.check_shape, Ref("input", node.name), shape, node.name)
                         b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.shape")
                     else:  # a Python number or None: export made it a constant of the program
                         env[node.name] = val
                         b.inputs.append(node.name)
+                        shapes.append(None)
                 else:
                     raise b.unsupported(f"an exported input of kind {kind} ({node.name})")
             elif node.op == "call_function":
@@ -334,7 +330,7 @@ class _Lowering:
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
                 outputs = [get(a) for a in node.args[0]]
-                return env, _unflatten(outputs, self.ep.call_spec.out_spec), dynamic
+                return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes)
             else:
                 raise b.unsupported(f"an fx node of kind {node.op} ({node.name})")
         raise AssertionError("an exported graph without output")
