@@ -246,6 +246,10 @@ def check(
     if wrt == "params" and not named:
         what = type(module).__name__ if is_module else "a plain function"
         raise ValueError(f"wrt='params' needs a torch.nn.Module with trainable parameters; {what} has none")
+    arrays = [i for i, x in enumerate(inputs) if hasattr(x, "__array__") and not isinstance(x, torch.Tensor)]
+    if arrays:
+        what = type(inputs[arrays[0]]).__name__
+        raise TypeError(f"check takes torch tensors, as the model; input {arrays[0]} is a {what} (use torch.as_tensor)")
     # only the floating inputs are differentiated (indices and masks stay fixed), on both sides
     diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     if wrt == "inputs" and not diff:
@@ -654,7 +658,7 @@ def _locate(torch, module, inputs, rtol, atol, seed, graph) -> tuple[Culprit | N
         with torch.enable_grad():
             args = [x.detach().clone().requires_grad_(True) if _is_float(torch, x) else x for x in inputs]
             outs = [o for o in flatten(module(*args))[0] if isinstance(o, torch.Tensor) and o.requires_grad]
-            us = [torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.dtype) for o in outs]
+            us = [torch.from_numpy(rng.standard_normal(tuple(o.shape))).to(o.device, o.dtype) for o in outs]
             leaves = [a for a in args if _is_float(torch, a)] + params
             # autograd.grad, not backward: the hooks fire, and the model's .grad fields stay untouched
             got = torch.autograd.grad(outs, leaves, us, allow_unused=True)

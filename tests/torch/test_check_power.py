@@ -275,3 +275,8 @@ def test_the_culprit_inside_a_transformer_layer_called_with_keywords():
     layer.dropout2 = OffIdentity()  # after linear2; self_attn, checked before it, is called with keywords
     report = djt.check(layer, torch.randn(2, 5, 8, dtype=torch.float64))
     assert report.status == "mismatch" and report.culprit.module == "dropout2", str(report)
+
+
+def test_inputs_must_be_tensors():
+    with pytest.raises(TypeError, match="torch tensors"):
+        djt.check(_model(1.0, False), torch.randn(2, 12, dtype=torch.float64).numpy())
