@@ -66,3 +66,26 @@ def test_jvp_matches_torch_func_jvp(lowered):
             _, t_torch = torch.func.jvp(model, inputs, t)
         _, t_dj = dj.jvp(low.graph, tuple(x.numpy() for x in inputs), tuple(v.numpy() for v in t))
     assert _rel(t_dj, t_torch.detach().numpy()) <= FLOAT32_INSIDE.get(name, 1e-10)
+
+
+def test_tied_weights_have_one_name_and_both_uses():
+    """GPT-2's head reuses the token embedding: one parameter, whose tangent reaches both uses."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32, use_cache=False)
+    model = transformers.GPT2LMHeadModel(cfg).double().eval()
+    ids = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(0))
+    g = lower(model, ids).graph
+    assert [k for k in g.params if "wte" in k or "lm_head" in k] == ["transformer.wte.weight"]
+    out = g(ids.numpy())  # a ModelOutput comes back as a dict
+    assert list(out) == ["logits"] and _rel(out["logits"], model(ids).logits.detach().numpy()) <= 1e-12
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    w = params["transformer.wte.weight"]
+    t = torch.randn(w.shape, generator=torch.Generator().manual_seed(1), dtype=w.dtype)
+    f = lambda w: torch.func.functional_call(model, {**params, "transformer.wte.weight": w}, (ids,)).logits
+    with _math_sdpa():
+        _, t_torch = torch.func.jvp(f, (w,), (t,))
+    key = "transformer.wte.weight"
+    _, t_dj = dj.jvp(lambda p: g(ids.numpy(), params={key: p})["logits"], (g.params[key],), (t.numpy(),))
+    assert _rel(t_dj, t_torch.numpy()) <= 1e-10
