@@ -367,6 +367,11 @@ def _ops_cases():
             (rnd(2, 3),),
         ),
         (
+            "sdpa_gqa",
+            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True, is_causal=True),
+            (rnd(2, 4, 3, 4), rnd(2, 2, 3, 4), rnd(2, 2, 3, 2)),
+        ),
+        (
             "export_ops",  # ops the fx adapter had no entry for
             lambda x: (
                 F.interpolate(x, scale_factor=2, mode="nearest"),
