@@ -33,7 +33,11 @@ with hooks that record each submodule call's inputs, output and the gradients to
 sends through them, and checks each call's *local* backward (``g_outᵀ J_M V`` vs
 ``g_inᵀ V``, with ``J_M V`` from dualjac on that module alone), descending from the
 top module into the first failing child. ``report.culprit`` names the innermost
-failing module, its class and the line of the forward that calls it.
+failing module, its class, its first graph node (ATen op and source line) and the line
+that calls it. The search runs the model eagerly, not its ExportedProgram: export keeps
+a custom ``autograd.Function``'s forward only, so a wrong backward exists only in eager torch.
+A submodule that cannot be lowered or reproduced alone (a cache it updates, randomness) is
+skipped and named in the report.
 
 The module is lowered by ``dualjac.torch.lower`` (torch.export), which caches the graph per
 module and input shapes and reads parameters and buffers from the module at every call, so
@@ -219,8 +223,9 @@ def check(
     d(outputs)/d(each named parameter). ``mode``: ``"full"`` compares every entry,
     ``"projection"`` compares ``directions`` x ``directions`` random projections
     ``Uᵀ J V`` (seeded by ``seed``), ``"auto"`` picks full when inputs and outputs have at
-    most 64 elements (per sample when batched). Tolerances default to the model's dtype
-    (``DEFAULT_TOLERANCES``); ``atol`` is relative to each block's scale. On a mismatch
+    most 64 elements (per sample when batched). Tolerances default to the least precise dtype
+    the model computes in (``DEFAULT_TOLERANCES``); ``atol`` is relative to each block's scale.
+    ``status`` is ``"no power"`` (and ``ok`` False) where a 1% error would pass. On a mismatch
     (and ``locate=True``) ``report.culprit`` names the module whose backward disagrees.
 
     >>> import torch, dualjac.torch as djt
