@@ -925,10 +925,17 @@ _BINARY = {
 _BITWISE = {"bitwise_not": np.invert, "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
             "bitwise_xor": np.bitwise_xor}  # fmt: skip
 
+
+
+def _overloads(name: str, *candidates: str) -> list[str]:
+    """The overloads among ``candidates`` that ``aten.<name>`` has (``add.Tensor``, ``add.Scalar``)."""
+    return [o for o in candidates if o in getattr(torch.ops.aten, name).overloads()]
+
+
 ATEN_OPS: dict[str, Callable[..., Any]] = {
     **{f"aten.{k}.default": _unary(v) for k, v in _UNARY.items()},
-    **{f"aten.{k}.{o}": _binary(v) for k, v in _BINARY.items() for o in ("Tensor", "Scalar", "default")},
-    **{f"aten.{k}.{o}": _logical(f) for k, f in _BITWISE.items() for o in ("default", "Tensor", "Scalar")},
+    **{f"aten.{k}.{o}": _binary(v) for k, v in _BINARY.items() for o in _overloads(k, "Tensor", "Scalar", "default")},
+    **{f"aten.{k}.{o}": _logical(f) for k, f in _BITWISE.items() for o in _overloads(k, "Tensor", "Scalar", "default")},
     "aten.rsub.Scalar": _rsub, "aten.rsub.Tensor": _rsub, "aten.div.Tensor_mode": _div_mode,
     "aten.div.Scalar_mode": _div_mode, "aten.pow.Tensor_Scalar": _pow_scalar, "aten.pow.Tensor_Tensor": _pow_scalar,
     "aten.pow.Scalar": _pow_scalar, "aten.rsqrt.default": _rsqrt, "aten.where.self": _where,
@@ -999,11 +1006,10 @@ ATEN_OPS: dict[str, Callable[..., Any]] = {
     "aten.baddbmm.default": _addmm, "aten.linear.default": _linear, "aten._trilinear.default": _trilinear,
     "aten.convolution.default": _convolution,
     "aten.max_pool1d_with_indices.default": _max_pool(1), "aten.max_pool2d_with_indices.default": _max_pool(2),
-    "aten.max_pool3d_with_indices.default": _max_pool(3), "aten.avg_pool1d.default": _avg_pool(1),
-    "aten.avg_pool2d.default": _avg_pool(2), "aten.avg_pool3d.default": _avg_pool(3),
+    "aten.avg_pool1d.default": _avg_pool(1),
+    "aten.avg_pool2d.default": _avg_pool(2),  # 3-D pooling: the pooling rules are 1-D and 2-D
     "aten.adaptive_avg_pool1d.default": _adaptive_avg_pool(1),
     "aten._adaptive_avg_pool2d.default": _adaptive_avg_pool(2),
-    "aten._adaptive_avg_pool3d.default": _adaptive_avg_pool(3),
     "aten._native_batch_norm_legit_no_training.default": _bn_no_training,
     "aten._native_batch_norm_legit.default": _bn_legit, "aten._native_batch_norm_legit.no_stats": _bn_no_stats,
     "aten._native_batch_norm_legit_functional.default": _bn_legit,

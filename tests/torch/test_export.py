@@ -367,6 +367,39 @@ def _ops_cases():
             (rnd(2, 3),),
         ),
         (
+            "core_arith",
+            lambda x, y: (
+                T.remainder(x, y), T.fmod(x, y), T.atan2(x, y), T.hypot(x, y), x.floor() * x, x.ceil() * x,
+                x.round() * x, x.trunc() * x, x.sign() * x, T.fmax(x, y), T.fmin(x, y), 2.0 - x, T.exp2(x),
+                T.asinh(x), T.atanh(x.clamp(-0.5, 0.5)), T.acosh(x.abs() + 1.5), x * T.signbit(y),
+            ),  # fmt: skip
+            (rnd(4, 4), rnd(4, 4) + 0.1),
+        ),
+        (
+            "core_logic",
+            lambda x, y: (
+                T.where(T.isnan(x) | T.isinf(y) | ~T.isfinite(x) | ((x > 0) & (y > 0)) | ((x > 0) ^ (y < 0)), x, y),
+                T.where(T.logical_and(x > 0, y > 0) | T.logical_or(x < -1, y < -1) | T.logical_xor(x > 0, y > 0), x, y),
+                x * (x > 0).any(1, keepdim=True) * (y > -5).all(),
+                x[T.arange(x.shape[0]), x.argmax(1)] + x[T.arange(x.shape[0]), x.argmin(1)],
+            ),
+            (rnd(4, 4), rnd(4, 4)),
+        ),
+        (
+            "core_shapes",
+            lambda x, y: (
+                _scatter(x), x.index_select(1, _idx[:2]), T.roll(x, 1, 1), T.roll(x, (1, 2), (0, 1)), x.t() @ y,
+                T.tril(x) + T.triu(y, 1), x.prod(), x.std(), x.unbind(0)[1], T.stack([x, y], 2),
+                F.pad(x[None], (1, 2), mode="reflect"), F.pad(x[None, None], (1, 2, 2, 1), mode="reflect"),
+                F.pad(x[None], (2, 1), mode="replicate"), F.pad(x[None, None], (1, 1, 1, 1), mode="replicate"),
+                F.avg_pool1d(x[None], 2), F.max_pool1d(x[None], 2), F.adaptive_avg_pool1d(x[None], 2),
+                F.interpolate(x[None], scale_factor=2, mode="nearest"),
+                F.interpolate(x[None, None, None].expand(1, 1, 2, 4, 4) + 0, scale_factor=2, mode="trilinear"),
+                F.interpolate(x[None, None, None].expand(1, 1, 2, 4, 4) + 0, scale_factor=2, mode="nearest"),
+            ),  # fmt: skip
+            (rnd(4, 4), rnd(4, 4)),
+        ),
+        (
             "sdpa_gqa",
             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True, is_causal=True),
             (rnd(2, 4, 3, 4), rnd(2, 2, 3, 4), rnd(2, 2, 3, 2)),
@@ -523,6 +556,13 @@ def _compares(ns):
     return lambda x, y: tuple(_compare(getattr(ns, n))(x, y) for n in ("gt", "lt", "ge", "le", "eq", "ne"))
 
 
+def _scatter(x):
+    y = x.clone()
+    y[:, 0] = x[:, 1] * 2  # select_scatter
+    y[_idx[:2]] = y[_idx[:2]] * 3  # index_put
+    return y
+
+
 def _unary(ns, name, *args):
     return lambda x: getattr(ns, name)(x, *args)
 
@@ -587,6 +627,8 @@ def test_unsupported_op_names_the_aten_op_module_and_source_line():
     msg = str(e.value)
     assert "aten.i0.default" in msg and "graph node 'i0'" in msg and "module '1' (_Erf)" in msg
     assert "test_export.py:" in msg and "ATEN_OPS" in msg
+    with pytest.raises(dj.UnsupportedOpError, match="aten.max_pool3d_with_indices.default"):
+        from_torch(lambda x: F.max_pool3d(x, 2), rnd(1, 1, 2, 4, 4))
 
 
 class _Branchy(nn.Module):
