@@ -782,3 +782,14 @@ def test_in_place_ops_and_default_arguments():
     g = from_torch(WithScale(), rnd(2))
     assert g.inputs == ("x",)
     np.testing.assert_allclose(g(np.ones(2)), [2.0, 2.0])
+
+
+def test_as_strided_as_a_plain_view_and_otherwise_a_named_error():
+    x = rnd(4, 4)
+    fn = lambda x: (x * 2).as_strided((2, 8), (8, 1)).sin()
+    g = from_torch(fn, x)
+    assert any(n.meta["target"] == "aten.as_strided.default" and n.op == "reshape" for n in g.nodes)
+    _close(g(x.numpy()), fn(x))
+    _close(dj.jacobian(g, x.numpy()), torch.autograd.functional.jacobian(fn, x))
+    with pytest.raises(dj.UnsupportedOpError, match="as_strided is supported only as a plain view"):
+        from_torch(lambda x: (x * 2).as_strided((3, 3), (4, 1)), x)
