@@ -476,13 +476,23 @@ def _unsqueeze(b, x, dim):
     return b.emit("getitem", x, key=_key(_axis(b, dim, extra=1), None))
 
 
+def _squeeze_key(x: Any, dims: tuple) -> tuple:
+    return _squeeze_key_for(np.shape(x), dims)
+
+
+def _squeeze_key_for(shape: tuple, dims: tuple) -> tuple:
+    return tuple(0 if d in dims and shape[d] == 1 else slice(None) for d in range(len(shape)))
+
+
 def _squeeze(b, x, dim=None):
     shape = tuple(b.val(0).shape)
-    dims = range(len(shape)) if dim is None else _pos_axes(dim, max(len(shape), 1))
-    drop = {d for d in dims if shape and isinstance(shape[d], int) and shape[d] == 1}
-    if not drop:
+    dims = tuple(range(len(shape))) if dim is None else tuple(_pos_axes(dim, max(len(shape), 1)))
+    dims = tuple(d for d in dims if shape and shape[d] is not None and (not isinstance(shape[d], int) or shape[d] == 1))
+    if any(not isinstance(shape[d], int) for d in dims):  # a dynamic size: squeezed when it is 1, as ATen does
+        return b.emit("getitem", x, key=b.emit(_squeeze_key, x, dims))
+    if not dims:
         return x
-    return b.emit("getitem", x, key=tuple(0 if d in drop else slice(None) for d in range(len(shape))))
+    return b.emit("getitem", x, key=_squeeze_key_for(shape, dims))
 
 
 def _slice(b, x, dim=0, start=None, end=None, step=1):

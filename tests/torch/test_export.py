@@ -708,6 +708,15 @@ def test_any_batch_size_and_a_fixed_one_says_so():
         g1(x.numpy())
 
 
+def test_squeeze_of_the_batch_axis_follows_the_batch_size_as_in_torch():
+    fn = lambda x: (x * 2).squeeze() + x.squeeze(0).sum()
+    x = rnd(3, 1, 4)
+    g = from_torch(fn, x)  # exported with a dynamic batch of 3: at 1, torch squeezes the batch axis too
+    for xb in (x, x[:1]):
+        _close(g(xb.numpy()), fn(xb))
+        _close(dj.jacobian(g, xb.numpy()), torch.autograd.functional.jacobian(fn, xb))
+
+
 def test_lower_is_cached_and_reads_parameters_at_call_time():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double().eval()
