@@ -68,7 +68,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..errors import UnsupportedOpError
-from ..graph import Graph, Node, Ref
+from ..graph import Graph, Ref
 from . import aten
 
 
@@ -357,4 +357,4 @@ def _unflatten(leaves: list, spec: Any) -> Any:
     return tuple(children)
 
 
-__all__ = ["ExportFailedError", "Lowered", "from_torch", "lower", "Node"]
+__all__ = ["ExportFailedError", "Lowered", "from_torch", "lower"]
