@@ -294,7 +294,9 @@ def check(
         time_lower, cached,
     )  # fmt: skip
     if status == "mismatch" and locate:
-        if not is_module:
+        if not value_ok:  # the lowering computes something else: no backward to blame
+            report.notes.append("no culprit search: the forward values differ, so the lowering is at fault")
+        elif not is_module:
             report.notes.append("pass an nn.Module (not a plain function) to have the culprit located")
         else:
             t0 = time.perf_counter()
@@ -576,7 +578,8 @@ def _verdict(rows: list[PairReport], value_ok: bool, value_error: float) -> tupl
     if not value_ok:
         return "mismatch", (
             f"forward values differ (max error {value_error:.3g} of the output's scale): dualjac's lowering "
-            "does not compute what torch computes (a dualjac bug, or a model that is not deterministic)"
+            "does not compute what torch computes (a dualjac bug, a model that is not deterministic, or a plain "
+            "Python attribute changed since the model was first lowered: lowerings are cached per module)"
         )
     if bad:
         return "mismatch", f"Jacobians disagree in {', '.join(bad)}"

@@ -280,3 +280,20 @@ def test_the_culprit_inside_a_transformer_layer_called_with_keywords():
 def test_inputs_must_be_tensors():
     with pytest.raises(TypeError, match="torch tensors"):
         djt.check(_model(1.0, False), torch.randn(2, 12, dtype=torch.float64).numpy())
+
+
+def test_forward_values_are_compared_so_a_stale_lowering_is_not_silent():
+    class Shift(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.shift = nn.Linear(3, 3), 1.0
+
+        def forward(self, x):
+            return self.lin(x) + self.shift  # a Python float: a constant of the lowered graph
+
+    torch.manual_seed(0)
+    model, x = Shift().double().eval(), torch.randn(2, 3, dtype=torch.float64)
+    assert djt.check(model, x).ok
+    model.shift = 2.0  # not a parameter or buffer: the cached lowering still adds 1.0
+    report = djt.check(model, x)
+    assert report.status == "mismatch" and "forward values differ" in report.reason and report.culprit is None
