@@ -76,13 +76,15 @@ class ExportFailedError(UnsupportedOpError):
     """``torch.export`` could not export the module; the message carries export's reason and the fix."""
 
     def __init__(self, what: str, reason: str) -> None:
-        super().__init__(
-            f"torch.export of {what}",
+        self.op, self.reason = f"torch.export of {what}", reason
+        TypeError.__init__(  # not a missing rule: UnsupportedOpError's own wording would mislead
+            self,
             f"torch.export could not export {what}, so dualjac cannot lower it.\n  export said: {reason}\n"
             "Fixes: data-dependent Python control flow (`if x.sum() > 0`, a loop over a tensor's values) "
             "must become torch.where / torch.cond; a shape that export had to specialise needs "
             "dynamic_shapes (torch.export.Dim) or an example input of the shape you use; code that "
             "strict tracing rejects may export with strict=False (the default here) and the reverse; "
+            "an output type export does not know (a transformers cache) needs use_cache=False; "
             "see https://pytorch.org/docs/stable/export.html",
         )
 
