@@ -304,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             m = w["tape_memory"]
             print(f"- {w['workload']} dualjac reverse mode: tape {m['tape_MiB']:.1f} MiB ({m['nodes']} nodes), "
                   f"peak traced memory of one call {m['peak_MiB']:.1f} MiB")  # fmt: skip
+        if "lowering_s" in w:
+            print(f"- {w['workload']} dualjac lowering (torch.export + ATen table, once per model and shape): "
+                  f"{fmt(w['lowering_s'])}, of which export {fmt(w['export_s'])}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "machine": info, "repeats": repeats, "quick": args.quick}
     args.json.write_text(json.dumps(result | {"workloads": workloads, "results": rows}, indent=2) + "\n")

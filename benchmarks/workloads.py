@@ -1,4 +1,4 @@
-"""The workloads W1–W5 and W7.
+"""The workloads W1–W7.
 
 A workload is a function ``(quick, ...) -> Workload``. It makes the weights and inputs once (NumPy,
 seeded), converts them once for torch and JAX, and returns one ``Tool`` per way of computing the same
@@ -230,8 +230,7 @@ def w4(quick: bool) -> Workload:
     try:
         from dualjac.torch import from_torch
 
-        g = from_torch(model)
-        g(x[:1])  # lowering errors surface here, not in the timing loop
+        g = from_torch(model, torch.from_numpy(x))  # lowering errors surface here, not in the timing loop
         dual = [
             Tool("dualjac", lambda: dj.batch_jacobian(g, x), note="mode='auto' (picks reverse)"),
             Tool("dualjac mode='forward'", lambda: dj.batch_jacobian(g, x, mode="forward")),
@@ -303,6 +302,51 @@ def w5(quick: bool) -> Workload:
     return Workload("W5", "latency of dj.jacobian(f, (x1, x2, x3)), f = (x1 + x2, x3·x1, x2³), 0-d inputs", tools)
 
 
+# --- W6: a tiny BERT through torch.export ----------------------------------------------------
+def w6(quick: bool) -> Workload:
+    """Per-sample input Jacobian of a tiny BERT layer stack (transformers ``BertModel``, 2 layers,
+    hidden 32, 4 heads, eager attention) on input embeddings (B, 8, 32): K = 256 lanes, 256 outputs.
+    Lowering (``torch.export`` + the ATen table) is timed once, apart from the table."""
+    B = 2 if quick else 16
+    title = f"per-sample input Jacobian, tiny BERT (2 layers, hidden 32), x ({B}, 8, 32) → ({B}, 8, 32), K=256 lanes"
+    torch = _torch()
+    try:
+        import transformers
+    except ImportError:
+        transformers = None
+    if torch is None or transformers is None:
+        return Workload("W6", title, [Tool("dualjac", None, note="torch and transformers are needed")])
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, attn_implementation="eager",
+    )  # fmt: skip
+    bert = transformers.BertModel(config).double().eval()
+    model = lambda x: bert(inputs_embeds=x).last_hidden_state
+
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, x: Any) -> Any:
+            return model(x)
+
+    x = np.random.default_rng(6).standard_normal((B, 8, 32))
+    try:
+        from dualjac.torch import lower
+
+        t0 = time.perf_counter()
+        low = lower(Stack(), torch.from_numpy(x))
+        lowering = time.perf_counter() - t0
+        dual = Tool("dualjac", lambda: dj.batch_jacobian(low.graph, x))
+        extra = lambda: {"lowering_s": lowering, "export_s": low.export_time}
+    except Exception as e:  # any failure of the adapter is reported, not raised
+        dual, extra = Tool("dualjac", None, note=f"adapter not available: {type(e).__name__}: {e}"[:160]), None
+    tools = [dual] + [t for t in torch_tools(x, model, True) if "vmap" in t.name]  # AF.jacobian: 14 s a call
+    return Workload("W6", title, tools, extra=extra)
+
+
 # --- W7: the gradient of a scalar loss of many inputs (reverse mode's home ground) --------------
 def _loss(params: list, x: Any, tanh: Callable) -> Any:
     y = _mlp(params, x, tanh)
@@ -350,5 +394,6 @@ def all_workloads(quick: bool) -> list[tuple[str, Callable[[], Workload]]]:
         ("W3", lambda: w3(quick)),
         ("W4", lambda: w4(quick)),
         ("W5", lambda: w5(quick)),
+        ("W6", lambda: w6(quick)),
         ("W7", lambda: w7(quick)),
     ]

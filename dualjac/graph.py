@@ -10,7 +10,7 @@ Jacobian w.r.t. its parameters is ``jacfwd(lambda p: g(x, params=p))(g.params)``
 A node whose ``op`` is a plain Python function instead of a rule name computes a
 *static* value (a shape, an axis tuple, integer indices) from the values of its
 arguments, never their tangents; later nodes use it as a parameter. The torch
-adapter needs these because a traced module does not know its input shapes.
+adapter needs these for arithmetic on the batch size, which it exports as dynamic.
 
 >>> import numpy as np, dualjac as dj
 >>> from dualjac.graph import Graph, Node, Ref
@@ -63,12 +63,18 @@ class Ref:
 
 
 class Node(NamedTuple):
-    """``name = apply(op, *args, **params)``; ``op`` is a rule name or a static function."""
+    """``name = apply(op, *args, **params)``; ``op`` is a rule name or a static function.
+
+    ``meta``: where the node came from, for error messages and comparisons (the torch
+    adapter records ``"target"``, the ATen op; ``"module"``, the nn.Module path; ``"source"``,
+    the model code's ``file:line``). Evaluation never reads it.
+    """
 
     name: str
     op: str | Callable[..., Any]
     args: tuple = ()
     params: dict = {}
+    meta: dict = {}
 
 
 @dataclass
@@ -95,6 +101,14 @@ class Graph:
         return None
 
     def __call__(self, *inputs: Any, params: dict | None = None) -> Any:
+        env = self._run(inputs, params)
+        return _resolve(self.outputs, env)
+
+    def values(self, *inputs: Any, params: dict | None = None) -> dict:
+        """Every node's value by node name (arrays, or Duals under a transform), for node-by-node comparisons."""
+        return dict(self._run(inputs, params)["node"])
+
+    def _run(self, inputs: tuple, params: dict | None) -> dict:
         if len(inputs) != len(self.inputs):
             raise TypeError(f"this graph takes {len(self.inputs)} input(s) {self.inputs}, got {len(inputs)}")
         if params is not None and params is not self.params:
@@ -112,7 +126,7 @@ class Graph:
                 env["node"][node.name] = apply(node.op, *args, **kwargs)
             else:  # a static value: computed from values, never from tangents
                 env["node"][node.name] = _static(node, args, kwargs)
-        return get(self.outputs)
+        return env
 
     def __str__(self) -> str:
         rows = [("node", "op", "args", "params")]

@@ -23,7 +23,7 @@ def test_quick_benchmark_run_agrees_and_writes_json(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
     workloads = {row["workload"] for row in data["results"]}
-    assert {"W1 f64", "W1 f32", "W2", "W3", "W4", "W5", "W7"} <= workloads, workloads
+    assert {"W1 f64", "W1 f32", "W2", "W3", "W4", "W5", "W6", "W7"} <= workloads, workloads
     checked = [row for row in data["results"] if row["ok"] is not None]
     assert checked and all(row["ok"] for row in checked), [row for row in checked if not row["ok"]]
 

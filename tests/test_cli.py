@@ -29,6 +29,26 @@ def test_check_exits_1_on_a_mismatch(capsys):
     assert "MISMATCH" in capsys.readouterr().out
 
 
+def test_check_several_inputs_with_token_ids(capsys):
+    argv = ["check", f"{MODELS}:tokens", "--input-shape", "3,5", "--input-shape", "3,5,4", "--dtype", "float64"]
+    assert main([*argv, "--input-dtype", "int64", "--input-dtype", "float64", "--int-high", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "not differentiated (not floating point): x0" in out
+    assert main([*argv, "--input-dtype", "int64", "--input-dtype", "float64", "--wrt", "params"]) == 0
+
+
+def test_check_prints_the_failing_node_and_exits_1(capsys):
+    assert main(["check", f"{MODELS}:wrong_layer", "--input-shape", "4,6", "--mode", "projection"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH" in out and "first failing node: module '1' (OffLayer)" in out
+    assert "cli_models.py" in out  # the line of the forward that is wrong
+
+
+def test_check_without_power_exits_1(capsys):
+    assert main(["check", f"{MODELS}:good", "--input-shape", "3,6", "--atol", "0.5"]) == 1
+    assert "NO POWER" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -38,6 +58,10 @@ def test_check_exits_1_on_a_mismatch(capsys):
         (["check", f"{MODELS}:good", "--input-shape", "2,x"], "input-shape"),
         (["check", "missing_file.py:f", "--input-shape", "2"], "no such file"),
         (["check", f"{MODELS}:good", "--input-shape", "3,6", "--batched", "--wrt", "params"], "batched=True"),
+        (["check", f"{MODELS}:tokens", "--input-shape", "3,5", "--input-shape", "3,5,4",
+          "--input-dtype", "int64", "--input-dtype", "float64", "--input-dtype", "int64"], "one dtype per input"),
+        (["check", f"{MODELS}:good", "--input-shape", "3,6", "--rtol", "2"], "rtol"),
+        (["check", f"{MODELS}:good", "--input-shape", "3,7"], "torch.export"),  # the model cannot run on it
     ],
 )
 def test_check_usage_errors_exit_2_with_a_message(argv, message, capsys):
@@ -54,8 +78,9 @@ def test_demo_runs_and_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "j.png"
     assert main(["demo", "--batch", "8", "--repeats", "1", "--plot", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "all Jacobians agree" in text and out.stat().st_size > 1000
+    captured = capsys.readouterr()
+    assert "all Jacobians agree" in captured.out and out.stat().st_size > 1000
+    assert "checking against torch.autograd" in captured.err  # progress while it works
 
 
 def test_python_dash_m_entry_point():

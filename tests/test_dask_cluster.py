@@ -72,7 +72,7 @@ def test_torch_graph_on_workers_without_torch(client, rng, dtype):
     model = torch.nn.Sequential(
         torch.nn.Linear(8, 32), torch.nn.GELU(), torch.nn.LayerNorm(32), torch.nn.Linear(32, 4)
     ).eval()
-    g = from_torch(model, dtype=dtype)
+    g = from_torch(model, torch.zeros(2, 8), dtype=dtype)
     xn = rng.standard_normal((2000, 8)).astype(dtype)
     got = dj.batch_jacobian(g, da.from_array(xn, chunks=(512, 8))).compute()
     assert_same(got, dj.batch_jacobian(g, xn), dtype)

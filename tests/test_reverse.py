@@ -435,7 +435,7 @@ def test_cnn_graph_from_torch_per_sample_reverse_matches_torch(rng):
         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6, 5),
     ).double().eval()  # fmt: skip
     x = rng.standard_normal((3, 1, 12, 12))
-    g = from_torch(model)
+    g = from_torch(model, torch.as_tensor(x))
     J = dj.batch_jacobian(g, x)  # auto: 144 inputs per sample, 5 outputs -> reverse
     item = lambda s: model(s[None])[0]  # noqa: E731
     Jt = torch.func.vmap(torch.func.jacrev(item))(torch.as_tensor(x)).detach().numpy()
@@ -539,7 +539,7 @@ def test_every_zoo_model_in_reverse_mode_matches_torch(name):
     from dualjac.torch import from_torch
 
     model, inputs = ZOO[name].model, ZOO[name].inputs
-    g = from_torch(model)
+    g = from_torch(model, *inputs)
     xs = tuple(x.numpy() for x in inputs)
     diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
 

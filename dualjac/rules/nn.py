@@ -104,6 +104,10 @@ def _erfc(xp, x):
     return xp.where(y <= 0.46875, small, far)
 
 
+# d erf(x) = 2/sqrt(pi) exp(-x^2) dx (the torch adapter's aten.erf; NumPy has no erf ufunc)
+_act("erf", lambda xp, x: 1 - _erfc(xp, x), lambda xp, ans, x: (2 / math.sqrt(math.pi)) * xp.exp(-x * x))
+
+
 def _ndtr(xp, x):
     """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2."""
     return 0.5 * _erfc(xp, -x * SQRT1_2)

@@ -58,8 +58,8 @@ def _dsinc(xp, x):
 defrule("sinc", jvp=(lambda xp, ans, dx, x: _dsinc(xp, x) * dx,), elementwise=True)
 _elementwise("expit", lambda xp, ans, dx, x: ans * (1 - ans) * dx)
 _elementwise("logit", lambda xp, ans, dx, x: dx / (x * (1 - x)))
-# erf' = 2/sqrt(pi) e^{-x^2}; erfinv' = sqrt(pi)/2 e^{erfinv(x)^2}
-_elementwise("erf", lambda xp, ans, dx, x: (2 / math.sqrt(math.pi)) * xp.exp(-x * x) * dx)
+# erf is rules/nn.py's (no SciPy needed: the torch adapter's aten.erf uses it too); erfc' = -erf'
+# and erfinv' = sqrt(pi)/2 e^{erfinv(x)^2}
 _elementwise("erfc", lambda xp, ans, dx, x: (-2 / math.sqrt(math.pi)) * xp.exp(-x * x) * dx)
 _elementwise("erfinv", lambda xp, ans, dx, x: (math.sqrt(math.pi) / 2) * xp.exp(ans * ans) * dx)
 # ndtr = Phi, the normal CDF: Phi' = phi = e^{-x^2/2} / sqrt(2 pi); log_ndtr' = phi / Phi = e^{-x^2/2 - ans} / sqrt(2pi)
@@ -87,5 +87,5 @@ _elementwise(
 )
 
 # the rules whose primal is SciPy's (or CuPy's cupyx.scipy): usable once SciPy is installed
-NEEDS_SCIPY = ("expit", "logit", "erf", "erfc", "erfinv", "ndtr", "log_ndtr", "gammaln", "digamma", "polygamma",
+NEEDS_SCIPY = ("expit", "logit", "erfc", "erfinv", "ndtr", "log_ndtr", "gammaln", "digamma", "polygamma",
                "xlogy", "xlog1py")  # fmt: skip

@@ -1,7 +1,7 @@
-"""dualjac for torch users: ``from_torch`` turns a module into a dualjac Graph; ``check``
-compares torch.autograd's Jacobian with dualjac's."""
+"""dualjac for torch users: ``from_torch`` lowers a module, through ``torch.export``, to a dualjac
+Graph; ``check`` compares torch.autograd's Jacobian with dualjac's."""
 
 from .check import CheckReport, check
-from .fx import UntraceableModuleError, from_torch
+from .export import ExportFailedError, Lowered, from_torch, lower
 
-__all__ = ["CheckReport", "UntraceableModuleError", "check", "from_torch"]
+__all__ = ["CheckReport", "ExportFailedError", "Lowered", "check", "from_torch", "lower"]

@@ -49,6 +49,7 @@ ACTIVATIONS = [
     Spec("gelu-wide", lambda x: apply("gelu", x), [(40,)], domain=(-9.0, 9.0), torch=F.gelu),
     *_act("silu", F.silu),
     *_act("mish", F.mish, domain=(-4.0, 4.0)),
+    *_act("erf", torch.erf, domain=(-3.0, 3.0)),
     *_act("softplus", F.softplus, domain=(-4.0, 4.0)),
     *_act("softplus", lambda x: F.softplus(x, 2.0, 3.0), kinks=(1.5, 1.6, 3.0), beta=2.0, threshold=3.0),
     *_act("sigmoid", torch.sigmoid, domain=(-40.0, 40.0)),

@@ -125,8 +125,3 @@ def test_check_notes_say_what_was_not_compared_tightly():
     report = djt.check(model, torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64))
     assert report.notes == ["not differentiated (not floating point): x0"]
 
-
-def test_untraceable_module_error_is_exported():
-    assert djt.UntraceableModuleError.__module__ == "dualjac.torch.fx"
-    e = djt.UntraceableModuleError("M", "TraceError: boom")
-    assert e.op == "torch.fx trace of M" and "torch.fx could not trace M" in str(e) and "boom" in str(e)

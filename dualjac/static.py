@@ -1,0 +1,107 @@
+"""Static graph values: shapes, indices and masks a lowered graph computes from values, never tangents.
+
+A node of ``dualjac.graph.Graph`` whose op is a plain function (not a rule name) computes one of
+these when the graph runs (``Graph._static``). They live here, apart from ``dualjac.torch``, so a
+graph lowered from torch unpickles and runs where torch is not installed (Dask workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def namespace(backend: str) -> Any:
+    """NumPy, or CuPy for ``backend="cupy"`` (imported only then)."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _of(x: Any) -> Any:
+    return np if isinstance(x, (np.ndarray, np.generic)) else namespace("cupy")
+
+
+def check_shape(x: Any, expected: tuple, name: str) -> None:
+    """A graph input's shape against the exported one (None: any size, the dynamic batch axis)."""
+    shape = tuple(np.shape(x))
+    if len(shape) != len(expected) or any(e is not None and e != s for s, e in zip(shape, expected)):
+        want = "(" + ", ".join("B" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(
+            f"input {name!r} has shape {shape}, but this graph was exported for {want} (B: any batch size); "
+            "call from_torch with an example input of the shape you use"
+        )
+
+
+def full(shape: Any, value: Any, dtype: Any, backend: str) -> Any:
+    return namespace(backend).full(tuple(int(s) for s in shape), value, dtype=dtype)
+
+
+def arange(start: Any, end: Any, step: Any, dtype: Any, backend: str) -> Any:
+    return namespace(backend).arange(start, end, step, dtype=dtype)
+
+
+def astype(x: Any, dtype: Any) -> Any:
+    return x.astype(dtype)
+
+
+def size(x: Any, dim: int) -> int:
+    return int(np.shape(x)[dim])
+
+
+def numel(x: Any) -> int:
+    return int(np.size(x))
+
+
+def expand_shape(x: Any, sizes: tuple) -> tuple:
+    """torch's ``expand`` sizes (-1: keep) as a full shape."""
+    s = (1,) * (len(sizes) - np.ndim(x)) + tuple(np.shape(x))
+    return tuple(n if int(t) == -1 else int(t) for n, t in zip(s, sizes))
+
+
+def arg_extremum(x: Any, fn: str, axis: Any = None, keepdims: bool = False) -> Any:
+    """``argmax``/``argmin`` (``fn``)."""
+    return getattr(_of(x), fn)(x, axis=axis, keepdims=keepdims)
+
+
+def reduce_bool(x: Any, fn: str, axis: Any = None, keepdims: bool = False) -> Any:
+    """``any``/``all`` (``fn``)."""
+    return getattr(_of(x), fn)(x, axis=axis, keepdims=keepdims)
+
+
+def any_finite(x: Any, axis: int) -> Any:
+    return _of(x).any(_of(x).isfinite(x), axis=axis, keepdims=True)
+
+
+def argsort(x: Any, axis: int, descending: bool) -> Any:
+    return _of(x).argsort(-x if descending else x, axis=axis, kind="stable")
+
+
+def first(idx: Any, axis: int, k: int) -> Any:
+    return idx[(slice(None),) * axis + (slice(0, k),)]
+
+
+def flat_last(x: Any, k: int) -> tuple:
+    """The shape that merges the last ``k`` axes."""
+    return tuple(np.shape(x)[: np.ndim(x) - k]) + (-1,)
+
+
+def squeeze_key(x: Any, dims: tuple) -> tuple:
+    return squeeze_key_for(np.shape(x), dims)
+
+
+def squeeze_key_for(shape: tuple, dims: tuple) -> tuple:
+    """The index that drops the size-1 axes among ``dims`` (torch's squeeze ignores the others)."""
+    return tuple(0 if d in dims and shape[d] == 1 else slice(None) for d in range(len(shape)))
+
+
+def padding_mask(idx: Any, padding_idx: int) -> Any:
+    return (idx == padding_idx)[..., None]
+
+
+def causal_mask(q: Any, k: Any) -> Any:
+    xp, L, S = _of(q), np.shape(q)[-2], np.shape(k)[-2]
+    return xp.tril(xp.ones((L, S), dtype=bool))
