@@ -16,6 +16,7 @@ from .errors import (
     NoTransposeError,
     RowMixingError,
     TangentLossError,
+    TapeTooLargeError,
     UnsupportedOpError,
 )
 from .graph import Graph
@@ -34,6 +35,7 @@ __all__ = [
     "NonLinearError",
     "RULES",
     "TangentLossError",
+    "TapeTooLargeError",
     "UnsupportedOpError",
     "batch_jacobian",
     "config",

@@ -97,3 +97,7 @@ class NonLinearError(NoTransposeError):
         self.op = op
         msg = f"reverse mode found a non-linear use of a tangent: {op}" + (f" ({hint})" if hint else "")
         TypeError.__init__(self, msg + ". Use forward mode for this function (dj.jacfwd, or mode='forward').")
+
+
+class TapeTooLargeError(MemoryError):
+    """Reverse mode's tape grew past ``dj.config.tape_bytes`` while a function was linearized."""

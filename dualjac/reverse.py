@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_namespace
-from .errors import NoTransposeError
+from .errors import NoTransposeError, TapeTooLargeError
 from .levels import close_level, open_level
 from .numpy_api import value
 from .settings import Progress
@@ -334,7 +334,7 @@ def auto_jacobian(f: Callable[..., Any], args: tuple, nums: tuple, single: bool,
         return None
     try:
         lin = Linearized(f, args, nums)
-    except NoTransposeError as e:
+    except (NoTransposeError, TapeTooLargeError) as e:  # forward mode needs neither transposes nor a tape
         if mode == "reverse":
             raise
         log.debug("dualjac mode=auto: forward (%s)", e)

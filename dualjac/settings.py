@@ -21,7 +21,9 @@ class Config:
     after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar; when it is
     None, a run that takes over a second shows a ``tqdm`` bar if tqdm is installed.
     ``buffer_bytes``: how much memory ``dualjac.buffers`` may keep between calls to reuse for
-    big lane arrays (NumPy only; 0 turns reuse off).
+    big lane arrays (NumPy only; 0 turns reuse off). ``tape_bytes``: how large reverse mode's
+    tape of linear operations may grow while a function is linearized (estimated as one value
+    per recorded operation) before ``TapeTooLargeError`` stops it.
 
     >>> import numpy as np, dualjac as dj
     >>> seen = []
@@ -35,6 +37,7 @@ class Config:
     tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
     buffer_bytes: int = 512 << 20
+    tape_bytes: int = 4 << 30
 
 
 config = Config()

@@ -28,8 +28,9 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import numpy_api
 from .backend import array_namespace
-from .errors import NonLinearError, NoTransposeError, TangentLossError
+from .errors import NonLinearError, NoTransposeError, TangentLossError, TapeTooLargeError
 from .rules import SYMBOLIC, apply
+from .settings import config
 
 Transpose = Callable[[Any], Sequence[Any]]  # cotangent (K, *out) -> one cotangent per linear input
 
@@ -51,10 +52,20 @@ class Tape:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self.widest = 1  # the largest node (elements), for the cotangent-lane budget
+        self.nbytes = 0  # estimated memory the tape holds: a node keeps about one value of its size
 
     def add(self, node: Node) -> Linear:
         self.nodes.append(node)
-        self.widest = max(self.widest, math.prod(node.shape))
+        size = math.prod(node.shape)
+        self.widest = max(self.widest, size)
+        self.nbytes += size * node.dtype.itemsize
+        if self.nbytes > config.tape_bytes:
+            raise TapeTooLargeError(
+                f"reverse mode's tape of linear operations passed dj.config.tape_bytes "
+                f"({config.tape_bytes / 2**20:.0f} MiB) after {len(self.nodes)} operations, at {node.what}. "
+                "Use forward mode (mode='forward', or dj.jacfwd with chunk_size), which keeps no tape, "
+                "differentiate a smaller batch at a time, or raise dj.config.tape_bytes"
+            )
         return Linear(self, len(self.nodes) - 1, node.shape, node.dtype)
 
     def input(self, shape: tuple, dtype: Any) -> Linear:

@@ -588,3 +588,31 @@ def test_every_rule_forward_over_reverse_hessian(spec):
 
     want = dj.hessian(g, mode="forward")(args[i])
     np.testing.assert_allclose(dj.hessian(g, mode="reverse")(args[i]), want, rtol=1e-8, atol=1e-10)
+
+
+def test_a_tape_past_its_budget_is_a_named_error():
+    W = np.random.default_rng(0).standard_normal((200, 200))
+    f = lambda x: np.tanh(np.tanh(x @ W) @ W).sum()  # noqa: E731
+    old = dj.config.tape_bytes
+    try:
+        dj.config.tape_bytes = 64 << 10  # each (50, 200) node is 78 KiB
+        with pytest.raises(dj.TapeTooLargeError, match="mode='forward'"):
+            dj.grad(f)(np.ones((50, 200)))
+    finally:
+        dj.config.tape_bytes = old
+    np.testing.assert_allclose(dj.grad(f)(np.ones((2, 200))), dj.jacfwd(f)(np.ones((2, 200))), rtol=1e-12)
+
+
+def test_auto_falls_back_to_forward_when_the_tape_would_be_too_large():
+    W = np.random.default_rng(1).standard_normal((100, 3))
+    f = lambda x: np.tanh(x @ W)  # noqa: E731  100 inputs, 3 outputs: auto would pick reverse
+    x = np.random.default_rng(2).standard_normal((1, 100))
+    want = dj.jacobian(f, x, mode="forward")
+    old = dj.config.tape_bytes
+    try:
+        dj.config.tape_bytes = 16
+        np.testing.assert_allclose(dj.jacobian(f, x), want, rtol=1e-13)
+        with pytest.raises(dj.TapeTooLargeError):
+            dj.jacobian(f, x, mode="reverse")
+    finally:
+        dj.config.tape_bytes = old
