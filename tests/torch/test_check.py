@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from zoo import EmbeddingModel  # noqa: E402
+from zoo import EmbeddingModel, WrongTanh  # noqa: E402
 
 import dualjac.torch as djt  # noqa: E402
 
@@ -38,28 +38,13 @@ def test_check_blocks_have_the_right_shapes():
     assert params.rows[0].shape == (5, 3, 6, 4)
 
 
-class _ScaledTanh(torch.autograd.Function):
-    """tanh whose backward is off by 1%: the kind of bug check() exists to find."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return g * (1 - y * y) * 1.01
-
-
 class _Wrong(nn.Module):
     def __init__(self):
         super().__init__()
         self.lin = nn.Linear(4, 3).double()
 
     def forward(self, x):
-        return _ScaledTanh.apply(self.lin(x))
+        return WrongTanh.apply(self.lin(x))
 
 
 def test_check_catches_a_wrong_custom_backward():

@@ -11,6 +11,8 @@ import functools
 import pytest
 
 torch = pytest.importorskip("torch")
+from zoo import WrongTanh  # noqa: E402
+
 import dualjac.torch as djt  # noqa: E402
 from dualjac import UnsupportedOpError  # noqa: E402
 
@@ -18,24 +20,9 @@ nn = torch.nn
 SCALES = [1.0, 1e-6, 1e-11]
 
 
-class _OffTanh(torch.autograd.Function):
-    """tanh, whose backward is 1% too large."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return g * (1 - y * y) * 1.01
-
-
 class OffTanh(nn.Module):
     def forward(self, x):
-        return _OffTanh.apply(x)
+        return WrongTanh.apply(x)
 
 
 class Scale(nn.Module):
@@ -80,8 +67,8 @@ def test_a_one_percent_wrong_backward_is_caught_at_every_scale(scale, kwargs):
     assert 1e-3 < report.max_rel_error < 0.05, str(report)
     assert report.culprit is not None and report.culprit.module == "3", str(report)
     assert report.culprit.kind == "OffTanh" and "test_check_power.py" in report.culprit.defined_at
-    # the graph node of that module's own code, and the line it comes from (_OffTanh.forward's tanh)
-    assert "aten.tanh" in report.culprit.node and "test_check_power.py" in report.culprit.source
+    # the graph node of that module's own code, and the line it comes from (WrongTanh.forward's tanh)
+    assert "aten.tanh" in report.culprit.node and "zoo.py" in report.culprit.source
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -138,7 +125,7 @@ def test_the_culprit_can_be_the_top_modules_own_code():
             self.lin = nn.Linear(5, 4)
 
         def forward(self, x):
-            return _OffTanh.apply(self.lin(x))
+            return WrongTanh.apply(self.lin(x))
 
     torch.manual_seed(0)
     report = djt.check(Top().double().eval(), torch.randn(3, 5, dtype=torch.float64), mode="projection")

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
-from zoo import zoo  # noqa: E402
+from zoo import WrongTanh, zoo  # noqa: E402
 
 import dualjac as dj  # noqa: E402
 import dualjac.torch as djt  # noqa: E402
@@ -666,23 +666,8 @@ def test_training_mode_asks_for_eval_before_torch_runs_the_model(model):
         from_torch(lambda x: F.dropout(x, 0.1), rnd(4, 2))
 
 
-class _ScaledTanh(torch.autograd.Function):
-    """tanh with a backward off by 1%."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return g * (1 - y * y) * 1.01
-
-
 def test_autograd_function_is_lowered_through_its_forward_not_its_backward():
-    fn = lambda x: _ScaledTanh.apply(x * 2)
+    fn = lambda x: WrongTanh.apply(x * 2)
     x = rnd(3, 4)
     g = from_torch(fn, x)
     J = dj.batch_jacobian(g, x.numpy())

@@ -305,3 +305,19 @@ def zoo() -> list[Case]:
         c.model.to(d).eval()
         _randomize_bn(c.model)
     return cases
+
+
+class WrongTanh(torch.autograd.Function):
+    """tanh whose backward is 1% too large: the kind of bug ``check()`` exists to find (export keeps
+    only its forward, so dualjac differentiates tanh itself)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y) * 1.01
