@@ -524,12 +524,12 @@ def _zoo():
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "torch"))
-    from zoo import zoo
+    import zoo
 
-    return {c.name: c for c in zoo()}
+    return {c.name: c for c in zoo.zoo()}, zoo.with_floats
 
 
-ZOO = _zoo()
+ZOO, with_floats = _zoo()
 
 
 @pytest.mark.parametrize("name", list(ZOO))
@@ -543,14 +543,7 @@ def test_every_zoo_model_in_reverse_mode_matches_torch(name):
     xs = tuple(x.numpy() for x in inputs)
     diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
 
-    def merged(call, all_inputs):
-        def f(*floats):
-            args = list(all_inputs)
-            for i, v in zip(diff, floats):
-                args[i] = v
-            return call(*args)
-
-        return f
+    merged = lambda call, all_inputs: with_floats(call, all_inputs, diff)  # noqa: E731
 
     J_t = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff), vectorize=True)
     J = dj.jacobian(merged(g, xs), tuple(xs[i] for i in diff), mode="reverse")

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
-from zoo import WrongTanh, zoo  # noqa: E402
+from zoo import WrongTanh, with_floats, zoo  # noqa: E402
 
 import dualjac as dj  # noqa: E402
 import dualjac.torch as djt  # noqa: E402
@@ -56,14 +56,7 @@ def test_zoo_outputs_and_jacobians(name):
 
     diff = [i for i, x in enumerate(inputs) if x.is_floating_point()]
 
-    def merged(call, all_inputs):
-        def f(*floats):
-            args = list(all_inputs)
-            for i, v in zip(diff, floats):
-                args[i] = v
-            return call(*args)
-
-        return f
+    merged = lambda call, all_inputs: with_floats(call, all_inputs, diff)  # noqa: E731
 
     # d out / d inputs (the floating ones)
     J_torch = torch.autograd.functional.jacobian(merged(model, inputs), tuple(inputs[i] for i in diff))

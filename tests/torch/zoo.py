@@ -321,3 +321,16 @@ class WrongTanh(torch.autograd.Function):
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         return g * (1 - y * y) * 1.01
+
+
+def with_floats(call, all_inputs, diff):
+    """``call`` as a function of only the inputs at positions ``diff`` (the floating ones): the others
+    (token ids, masks) stay as in ``all_inputs``."""
+
+    def f(*floats):
+        args = list(all_inputs)
+        for i, v in zip(diff, floats):
+            args[i] = v
+        return call(*args)
+
+    return f
