@@ -46,8 +46,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from .. import budget, buffers
 from ..backend import array_namespace
 from ..dual import Dual
@@ -256,8 +254,7 @@ def as_array(a: Any) -> Any:
     items = [as_array(e) for e in a]
     if any(type(e) is Dual for e in items):
         return apply("stack", *items, axis=0)
-    xp = array_namespace(*items)
-    return xp.asarray(items) if xp is not np else np.asarray(items)
+    return array_namespace(*items).asarray(items)
 
 
 def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals: tuple, params: dict) -> Any:
