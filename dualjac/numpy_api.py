@@ -179,7 +179,8 @@ def getitem(x: Any, key: Any) -> Any:
 def _as_view(out: Any, x: Any, read: Callable[[Dual], Any], write: Callable[[Dual, Dual], None]) -> Any:
     """Record that ``out`` is a NumPy view of ``x`` (basic indexing, reshape, transpose share
     memory), so writes through either side behave as in NumPy (see ``Dual.refresh``/``assign``)."""
-    if type(out) is Dual and type(x) is Dual and out.level == x.level and _shares(out.primal, x.primal):
+    # (nested transforms: the values under every level share memory exactly where the outer ones do)
+    if type(out) is Dual and type(x) is Dual and out.level == x.level and _shares(value(out), value(x)):
         out.view = (x, x.version, read, write)
     return out
 

@@ -133,6 +133,31 @@ def test_writes_through_views_match_numpy(f):
     np.testing.assert_allclose(J, fd_jacobian(f, x), rtol=1e-7, atol=1e-8)
 
 
+@pytest.mark.parametrize("mode", ["forward", "auto"])
+def test_writes_through_views_under_nested_transforms(mode):
+    """Hessians (forward-over-forward, forward-over-reverse) see the writes too: views are tracked
+    at every level."""
+
+    def f(x):
+        Y = np.outer(x, x)
+        for row in Y:
+            row *= 2
+        Y.T[0] = x**3
+        v = Y[1:]
+        Y[1, 1] = np.sin(x[0])
+        return (v**2).sum() + Y.sum()
+
+    def tf(x):
+        Y = torch.outer(x, x) * 2
+        Y[:, 0] = x**3
+        Y[1, 1] = torch.sin(x[0])
+        return (Y[1:] ** 2).sum() + Y.sum()
+
+    x = np.array([0.3, -1.2, 2.0])
+    want = torch.autograd.functional.hessian(tf, torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(dj.hessian(f, mode=mode)(x), want, rtol=1e-12, atol=1e-12)
+
+
 def test_read_only_views_refuse_writes_as_numpy_does():
     def f(x):
         d = np.broadcast_to(x, (2, 3))
