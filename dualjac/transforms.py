@@ -248,6 +248,7 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, sto
         budget.start(level, limit, stop - start)
     try:
         out_leaves, out_def = flatten(_call(run, inputs.seeds(start, stop), level))
+        tangents = [_lanes_of(o, level) for o in out_leaves]  # (an output view re-reads its base first)
     except budget.OverBudget as e:
         if e.level != level:
             raise
@@ -255,7 +256,6 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, sto
     finally:
         widest = budget.stop(level)
         close_level(level)
-    tangents = [_lanes_of(o, level) for o in out_leaves]
     return out_leaves, out_def, tangents, widest
 
 

@@ -115,13 +115,31 @@ def _write_cases():
         r[:] = x * 5
         return Y + Y[1][0]
 
+    def returned_stale_views(x):  # views written through each other, returned after the writes
+        y = x * 1.0
+        a, b = y[::2], y[1::2]
+        a += b
+        return np.concatenate([y, b * 1.0, a])
+
+    def returned_view(x):  # a view returned as it is, after a write to its base
+        y = x * 1.0
+        b = y[1:]
+        y[1] = 7 * x[0]
+        return b
+
+    def input_view(x):  # a view of the input itself: the input changes, as in NumPy
+        Y = x.reshape(3, 1)
+        Y[0, 0] = 5 * x[2]
+        return x * 1.0
+
     def idiom(x):  # y[idx] op= v: getitem, in-place on the view, setitem back
         y = np.outer(x, x)
         y[:, 0] *= 2
         y[1] += x
         return y
 
-    return [rows, slice_view, transposed, reshaped, stale_view, view_of_view, idiom]
+    return [rows, slice_view, transposed, reshaped, stale_view, view_of_view, returned_stale_views, returned_view, input_view,
+            idiom]
 
 
 @pytest.mark.parametrize("f", _write_cases(), ids=lambda f: f.__name__)
