@@ -138,8 +138,10 @@ def _write_cases():
         y[1] += x
         return y
 
-    return [rows, slice_view, transposed, reshaped, stale_view, view_of_view, returned_stale_views, returned_view, input_view,
-            idiom]
+    return [
+        rows, slice_view, transposed, reshaped, stale_view, view_of_view, returned_stale_views, returned_view,
+        input_view, idiom,
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("f", _write_cases(), ids=lambda f: f.__name__)
