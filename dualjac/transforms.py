@@ -429,7 +429,10 @@ def jacfwd(
 
 
 def _strip(tree: Any, level: int) -> Any:
+    """``has_aux``'s auxiliary values without this level's lanes (called while the pass runs)."""
     leaves, treedef = flatten(tree)
+    for x in leaves:
+        _lanes_of(x, level)  # a view re-reads its base
     return unflatten(treedef, [_primal(x, level) for x in leaves])
 
 
