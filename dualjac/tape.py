@@ -766,8 +766,8 @@ def _masked(m: Linear, mask: Any, what: str) -> Linear:
 
 # --- whole-op tangent maps for rules whose numerics are not NumPy calls (conv's im2col) ------
 def _conv_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    from .kernels.conv import conv_params
     from .rules import RULES
-    from .rules.nn import _conv_params
 
     dx, rest = ts[0], [None] + list(ts[1:])
     parts = []
@@ -777,7 +777,7 @@ def _conv_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, g
         if not _is_linear(dx):
             parts.append(RULES["conv"].joint(xp, ans, [dx, None, None], x, w, None, stride, padding, dilation, groups))
         else:
-            parts.append(_conv_x(dx, ans, x, w, stride, padding, dilation, groups, _conv_params))
+            parts.append(_conv_x(dx, ans, x, w, stride, padding, dilation, groups, conv_params))
     out = parts[0]
     for p in parts[1:]:
         out = out + p
@@ -835,8 +835,8 @@ def _col2im(c, w, k, stride, pairs, dil, groups, xsp):
 
 
 def _conv_transpose_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    from .kernels.conv import as_tuple, pad_spatial
     from .rules import RULES
-    from .rules.nn import _pad_spatial, _tuple
 
     p = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
     dx, rest = ts[0], [None] + list(ts[1:])
@@ -846,15 +846,15 @@ def _conv_transpose_symbolic(xp, ans, ts, x, w, b=None, stride=1, padding=0, out
         parts.append(joint(xp, ans, [dx, None, None], x, w, None, **p))
     elif dx is not None:
         nd = w.ndim - 2
-        pad, opad = _tuple(padding, nd, "padding"), _tuple(output_padding, nd, "output_padding")
-        st, dil = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+        pad, opad = as_tuple(padding, nd, "padding"), as_tuple(output_padding, nd, "output_padding")
+        st, dil = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")
         xs, shape = dx.shape, (1,) + tuple(ans.shape)
 
         def fwd(v):
             return apply("conv_transpose", v.reshape((-1,) + tuple(x.shape[-nd - 1 :])), w, None, **p).reshape(shape)
 
         def transpose(ct):  # conv_transpose crops (p, p - o) from the full result: pad them back, then conv
-            c = _pad_spatial(
+            c = pad_spatial(
                 np, ct.reshape((-1,) + tuple(ans.shape[-nd - 1 :])), tuple((a, a - o) for a, o in zip(pad, opad))
             )
             y = apply("conv", c, w, None, stride=st, padding=0, dilation=dil, groups=groups)

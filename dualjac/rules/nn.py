@@ -14,7 +14,7 @@ torch's conventions (as ``torch.func.jvp`` computes them) so that
 Layers are linear (or bilinear) maps, so their tangents are the same maps applied to
 tangents. Convolution and pooling fold the lane axis into the batch axis, so the K lanes
 are never looped over: convolution runs an im2col GEMM (``sliding_window_view`` +
-``matmul``) per batch chunk whose columns fit in cache (``_conv_core``), and pooling sums
+``matmul``) per batch chunk whose columns fit in cache (``kconv.conv_core``), and pooling sums
 window slabs (average) or gathers with ``take`` (max).
 """
 
@@ -23,11 +23,10 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..dual import Dual
-from ..errors import UnsupportedOpError
+from ..kernels import conv as kconv
+from ..kernels import special as kspecial
 from . import as_dtype, defrule, lanes_to_rank, neg_axes, select, sum_parts
 
-SQRT1_2 = math.sqrt(0.5)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -60,57 +59,10 @@ def _sum_parts(xp, ans, parts):
 
 
 # --- erf / erfc (W. J. Cody's rational approximations, ~1e-16 relative in float64) ------
-_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03)
-_ERF_A4 = 1.85777706184603153e-1
-_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
-_ERF_C = (
-    5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
-    8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
-)  # fmt: skip
-_ERF_C8 = 2.15311535474403846e-8
-_ERF_D = (
-    1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
-    3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03,
-)  # fmt: skip
-_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
-          6.58749161529837803e-4)  # fmt: skip
-_ERF_P5 = 1.63153871373020978e-2
-_ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
-          2.33520497626869185e-3)  # fmt: skip
-
-
-def _rational(y, top, num, den):
-    """Cody's ``(((top*y + num[0])*y + ...) + num[-1]) / ((y + den[0])*y + ... + den[-1])``."""
-    n, d = top * y, y
-    for a, b in zip(num[:-1], den[:-1]):
-        n, d = (n + a) * y, (d + b) * y
-    return (n + num[-1]) / (d + den[-1])
-
-
-def _erfc(xp, x):
-    """erfc(x) for any real x (three ranges of |x|: <= 0.46875, <= 4, beyond)."""
-    y = xp.abs(x)
-    small = 1 - x * _rational(y * y, _ERF_A4, _ERF_A, _ERF_B)  # 1 - erf(x), |x| <= 0.46875
-    y2 = xp.clip(y, 0.46875, 4.0)
-    mid = _rational(y2, _ERF_C8, _ERF_C, _ERF_D)
-    y3 = xp.maximum(y, 4.0)
-    z = 1 / (y3 * y3)
-    big = (1 / math.sqrt(math.pi) - z * _rational(z, _ERF_P5, _ERF_P, _ERF_Q)) / y3
-    far = xp.where(y <= 4.0, mid, big)
-    ylim = xp.minimum(y, 27.0)  # erfc underflows to 0 beyond; keeps exp finite
-    zz = xp.floor(ylim * 16) / 16  # exp(-y^2) as exp(-zz^2) exp(-(y-zz)(y+zz)): no cancellation
-    far = xp.exp(-zz * zz) * xp.exp(-(ylim - zz) * (ylim + zz)) * far
-    far = xp.where(x < 0, 2 - far, far)
-    return xp.where(y <= 0.46875, small, far)
 
 
 # d erf(x) = 2/sqrt(pi) exp(-x^2) dx (the torch adapter's aten.erf; NumPy has no erf ufunc)
-_act("erf", lambda xp, x: 1 - _erfc(xp, x), lambda xp, ans, x: (2 / math.sqrt(math.pi)) * xp.exp(-x * x))
-
-
-def _ndtr(xp, x):
-    """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2."""
-    return 0.5 * _erfc(xp, -x * SQRT1_2)
+_act("erf", lambda xp, x: 1 - kspecial.erfc(xp, x), lambda xp, ans, x: (2 / math.sqrt(math.pi)) * xp.exp(-x * x))
 
 
 # --- activations (elementwise) ----------------------------------------------------------
@@ -153,7 +105,7 @@ def _gelu(xp, x, approximate="none"):
         return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
-    return x * _ndtr(xp, x)
+    return x * kspecial.ndtr(xp, x)
 
 
 def _dgelu(xp, ans, x, approximate="none"):
@@ -162,7 +114,7 @@ def _dgelu(xp, ans, x, approximate="none"):
         t = xp.tanh(c * (x + 0.044715 * x * x * x))
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
     # d(x Phi(x)) = Phi(x) + x phi(x)
-    return _ndtr(xp, x) + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+    return kspecial.ndtr(xp, x) + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
 
 
 _act("gelu", _gelu, _dgelu)
@@ -326,151 +278,15 @@ defrule("bilinear", primal=_bilinear, joint=_bilinear_joint)
 
 
 # --- convolution (im2col + GEMM) -----------------------------------------------------------------
-def _tuple(v, nd, what):
-    if isinstance(v, numbers.Integral):
-        return (int(v),) * nd
-    v = tuple(int(a) for a in v)
-    if len(v) == 1:
-        return v * nd
-    if len(v) != nd:
-        raise ValueError(f"{what} {v} does not match {nd} spatial dimension(s)")
-    return v
-
-
-def _pad_spatial(xp, x, pairs, value=0.0):
-    """Pad (or, for negative amounts, crop) the last ``len(pairs)`` axes by ``(before, after)`` pairs."""
-    nd = len(pairs)
-    if any(p < 0 for pair in pairs for p in pair):
-        x = x[(Ellipsis,) + tuple(slice(max(-a, 0), x.shape[i - nd] - max(-b, 0)) for i, (a, b) in enumerate(pairs))]
-        pairs = tuple((max(a, 0), max(b, 0)) for a, b in pairs)
-    if not any(a or b for a, b in pairs):
-        return x
-    return xp.pad(x, ((0, 0),) * (x.ndim - nd) + tuple(pairs), mode="constant", constant_values=value)
-
-
-def _windows(xp, x, k, stride, pairs, dilation, value=0.0, out=None):
-    """Sliding windows over the last ``nd = len(k)`` axes of (padded) x: a view of shape
-    ``(*lead, *out, *k)``. ``out`` (sizes) defaults to all complete windows."""
-    nd = len(k)
-    x = _pad_spatial(xp, x, pairs, value)
-    keff = tuple(d * (n - 1) + 1 for d, n in zip(dilation, k))
-    if out is None:
-        out = tuple((x.shape[x.ndim - nd + i] - keff[i]) // stride[i] + 1 for i in range(nd))
-    if any(o <= 0 for o in out):
-        raise ValueError(f"the kernel (effective size {keff}) is larger than the padded input {x.shape[-nd:]}")
-    if _nested(x):
-        return _windows_by_offsets(xp, x, k, stride, dilation, out)
-    w = xp.lib.stride_tricks.sliding_window_view(x, keff, axis=tuple(range(x.ndim - nd, x.ndim)))
-    lead = (slice(None),) * (x.ndim - nd)
-    outs = tuple(slice(0, o * s, s) for o, s in zip(out, stride))
-    return w[lead + outs + tuple(slice(None, None, d) for d in dilation)]
-
-
-def _nested(x):
-    """Whether x is a lower-level Dual (nested transforms), which only NumPy functions reach."""
-    return type(x) is Dual
-
-
-def _slabs(x, k, stride, dilation, out):
-    """For each kernel offset (row-major), the strided slice of x that it sees in every window."""
-    offsets = [()]
-    for n in k:
-        offsets = [o + (i,) for o in offsets for i in range(n)]
-    for off in offsets:
-        idx = tuple(slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(off, dilation, out, stride))
-        yield x[(Ellipsis,) + idx]
-
-
-def _windows_by_offsets(xp, x, k, stride, dilation, out):
-    """``_windows`` from supported ops only (the slices of ``_slabs``, stacked): the path for a
-    lower-level Dual under nested transforms, which sliding_window_view cannot take."""
-    slabs = list(_slabs(x, k, stride, dilation, out))
-    return xp.stack(slabs, axis=-1).reshape(tuple(x.shape[: x.ndim - len(k)]) + tuple(out) + tuple(k))
-
-
-def _cols(xp, x, k, stride, pairs, dilation, groups):
-    """im2col: x (B, C, *S) to columns (B, G, C/G * prod(k), P) and the output sizes (P = prod(out))."""
-    return _window_cols(xp, _windows(xp, x, k, stride, pairs, dilation), groups)
-
-
-def _window_cols(xp, w, groups):
-    """im2col of ``_windows`` (B, C, *out, *k): columns (B, G, C/G * prod(k), P) and out."""
-    nd = (w.ndim - 2) // 2
-    out = w.shape[2 : 2 + nd]
-    B = w.shape[0]
-    perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (B, C, *k, *out)
-    cols = xp.transpose(w, perm).reshape(B, groups, -1, math.prod(out))
-    return cols, out
-
-
-def _gemm(xp, w, cols, groups, out):
-    """Weights (*L, O, C/G, *k) times columns (B, G, C/G*prod(k), P): (*L, B, O, *out) in one matmul."""
-    nd = len(out)
-    L, n_out = w.shape[: -nd - 2], w.shape[-nd - 2]
-    wm = w.reshape(L + (1, groups, n_out // groups, -1))  # (*L, 1, G, O/G, C/G*prod(k))
-    y = xp.matmul(wm, cols)  # (*L, B, G, O/G, P)
-    return y.reshape(L + (cols.shape[0], n_out) + tuple(out))
-
-
-def _same(v):
-    return v
-
-
-def _conv_params(x, w, stride, padding, dilation):
-    """conv's plan ``(x_in, w_in, k, stride, pairs, dilation)``: the conv of ``x_in(x)`` with ``w_in(w)``
-    (here x and w as they are) with these kernel sizes, strides, padding pairs and dilations."""
-    nd = w.ndim - 2
-    if nd not in (1, 2):
-        raise UnsupportedOpError(f"conv with {nd} spatial dimensions", "conv supports 1-D and 2-D convolutions")
-    if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(f"conv: a {nd}-D convolution takes a ({nd + 1})- or ({nd + 2})-D input, not {x.shape}")
-    k = tuple(w.shape[2:])
-    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
-    if padding == "valid":
-        pairs = ((0, 0),) * nd
-    elif padding == "same":  # torch: total d(k-1), the odd one out goes after
-        pairs = tuple((d * (n - 1) // 2, d * (n - 1) - d * (n - 1) // 2) for d, n in zip(dilation, k))
-    else:
-        pairs = tuple((p, p) for p in _tuple(padding, nd, "padding"))
-    return _same, _same, k, stride, pairs, dilation
-
-
-def _chan(b, ndim_after):
-    """A per-channel vector (*L, C) shaped to broadcast along the channel axis: (*L, C, 1, ...)
-    (``ndim_after <= 0``: as it is)."""
-    return b.reshape(b.shape + (1,) * ndim_after)
-
-
-_COLS_BYTES = 1 << 20  # im2col columns built per GEMM: about 1 MiB, kept in cache
-
-
-def _conv_core(xp, x, w, k, stride, pairs, dilation, groups):
-    """conv of a batched x (B, C, *S) with w (O, C/G, *k): (B, O, *out), in batch chunks
-    whose im2col columns fit in cache (lanes folded into B make the full columns large)."""
-    win = _windows(xp, x, k, stride, pairs, dilation)  # (B, C, *out, *k), a view
-    B = x.shape[0]
-    n = B  # one chunk for Duals (nested transforms): they do not go into a preallocated array
-    if not (_nested(win) or _nested(w)):
-        n = max(1, _COLS_BYTES // max(1, math.prod(win.shape[1:]) * x.dtype.itemsize))
-    y = None
-    for s in range(0, B, n):
-        cols, out = _window_cols(xp, win[s : s + n], groups)
-        part = _gemm(xp, w, cols, groups, out)
-        if n >= B:
-            return part
-        if y is None:
-            y = xp.empty((B,) + tuple(part.shape[1:]), dtype=part.dtype)
-        y[s : s + n] = part
-    return y
 
 
 def _conv_layer(xp, x, w, b, groups, plan):
     """A conv layer (conv or conv_transpose) run as the plain conv its ``plan`` describes."""
     x_in, w_in, *geom = plan
     batched = x.ndim == w.ndim
-    y = _conv_core(xp, x_in(x if batched else x[None]), w_in(w), *geom, groups)
+    y = kconv.conv_core(xp, x_in(x if batched else x[None]), w_in(w), *geom, groups)
     y = y if batched else y[0]
-    return y if b is None else y + _chan(b, w.ndim - 2)
+    return y if b is None else y + kconv.per_channel(b, w.ndim - 2)
 
 
 def _conv_layer_joint(xp, ans, ts, x, w, groups, plan):
@@ -480,81 +296,35 @@ def _conv_layer_joint(xp, ans, ts, x, w, groups, plan):
     K = next(t for t in ts if t is not None).shape[0]
     xb = x if x.ndim == w.ndim else x[None]
     parts = []
-    if dx is not None:  # lanes folded into the batch, which _conv_core runs in cache-sized chunks
+    if dx is not None:  # lanes folded into the batch, which kconv.conv_core runs in cache-sized chunks
         dxb = x_in(dx.reshape((-1,) + xb.shape[1:]))
-        parts.append(_conv_core(xp, dxb, w_in(w), *geom, groups).reshape((K,) + ans.shape))
+        parts.append(kconv.conv_core(xp, dxb, w_in(w), *geom, groups).reshape((K,) + ans.shape))
     if dw is not None:  # K weights against the one set of columns of x
-        cols, osz = _cols(xp, x_in(xb), *geom, groups)
-        parts.append(_gemm(xp, w_in(dw), cols, groups, osz).reshape((K,) + ans.shape))
+        cols, osz = kconv.im2col(xp, x_in(xb), *geom, groups)
+        parts.append(kconv.gemm(xp, w_in(dw), cols, groups, osz).reshape((K,) + ans.shape))
     if db is not None:
-        parts.append(lanes_to_rank(_chan(db, w.ndim - 2), ans.ndim))
+        parts.append(lanes_to_rank(kconv.per_channel(db, w.ndim - 2), ans.ndim))
     return _sum_parts(xp, ans, parts)
 
 
 def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    return _conv_layer(xp, x, w, b, groups, _conv_params(x, w, stride, padding, dilation))
+    return _conv_layer(xp, x, w, b, groups, kconv.conv_params(x, w, stride, padding, dilation))
 
 
 def _conv_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    return _conv_layer_joint(xp, ans, ts, x, w, groups, _conv_params(x, w, stride, padding, dilation))
+    return _conv_layer_joint(xp, ans, ts, x, w, groups, kconv.conv_params(x, w, stride, padding, dilation))
 
 
 defrule("conv", primal=_conv, joint=_conv_joint)
 
 
-# conv_transpose is the adjoint of conv in x: spread x by the stride (zeros between), pad by
-# d(k-1) - p on each side (+ output_padding after), and convolve with the flipped kernel whose
-# in/out channels are swapped within each group.
-def _flip_weight(xp, w, groups, nd):
-    """(*L, C_in, C_out/G, *k) to the conv weight (*L, C_out, C_in/G, *k), flipped in space."""
-    L = w.shape[: w.ndim - nd - 2]
-    cin, cog = w.shape[len(L)], w.shape[len(L) + 1]
-    k = w.shape[len(L) + 2 :]
-    v = w.reshape(L + (groups, cin // groups, cog) + k)
-    v = xp.swapaxes(v, -nd - 1, -nd - 2).reshape(L + (groups * cog, cin // groups) + k)
-    return v[(Ellipsis,) + (slice(None, None, -1),) * nd]
-
-
-def _spread(xp, x, stride):
-    """Insert ``stride - 1`` zeros between neighbours along the last ``len(stride)`` axes."""
-    nd = len(stride)
-    for i, s in enumerate(stride):
-        if s == 1:
-            continue
-        ax = x.ndim - nd + i
-        n = x.shape[ax]
-        x = xp.moveaxis(x, ax, -1)
-        z = xp.zeros(tuple(x.shape), dtype=x.dtype)
-        x = xp.stack([x] + [z] * (s - 1), axis=-1)  # (..., n, s): each value then s - 1 zeros
-        x = x.reshape(tuple(x.shape[:-2]) + (n * s,))[..., : (n - 1) * s + 1]
-        x = xp.moveaxis(x, -1, ax)
-    return x
-
-
-def _convt_params(xp, w, stride, padding, output_padding, groups, dilation):
-    """conv_transpose's plan (as ``_conv_params``): a stride-1 conv of x spread by the stride with the
-    flipped weight (the maps apply to tangents alike: both are linear)."""
-    nd = w.ndim - 2
-    if nd not in (1, 2):
-        raise UnsupportedOpError(
-            f"conv_transpose with {nd} spatial dimensions", "conv_transpose supports 1-D and 2-D convolutions"
-        )
-    k = tuple(w.shape[2:])
-    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
-    pad, opad = _tuple(padding, nd, "padding"), _tuple(output_padding, nd, "output_padding")
-    pairs = tuple((d * (n - 1) - p, d * (n - 1) - p + o) for d, n, p, o in zip(dilation, k, pad, opad))
-    x_in = lambda v: _spread(xp, v, stride)  # noqa: E731
-    w_in = lambda v: _flip_weight(xp, v, groups, nd)  # noqa: E731
-    return x_in, w_in, k, (1,) * nd, pairs, dilation
-
-
 def _conv_transpose(xp, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    plan = _convt_params(xp, w, stride, padding, output_padding, groups, dilation)
+    plan = kconv.convt_params(xp, w, stride, padding, output_padding, groups, dilation)
     return _conv_layer(xp, x, w, b, groups, plan)
 
 
 def _conv_transpose_joint(xp, ans, ts, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    plan = _convt_params(xp, w, stride, padding, output_padding, groups, dilation)
+    plan = kconv.convt_params(xp, w, stride, padding, output_padding, groups, dilation)
     return _conv_layer_joint(xp, ans, ts, x, w, groups, plan)
 
 
@@ -562,42 +332,16 @@ defrule("conv_transpose", primal=_conv_transpose, joint=_conv_transpose_joint)
 
 
 # --- pooling ---------------------------------------------------------------------------------
-def _pool_params(x, kernel_size, stride, padding, dilation, ceil_mode):
-    if isinstance(kernel_size, numbers.Integral) or len(kernel_size) not in (1, 2):
-        raise ValueError(f"pooling: kernel_size must be a tuple of 1 or 2 ints (1-D or 2-D), not {kernel_size!r}")
-    k = tuple(int(n) for n in kernel_size)
-    nd = len(k)
-    if x.ndim < nd:
-        raise ValueError(f"pooling: a {nd}-D pool needs at least {nd} axes, not shape {x.shape}")
-    stride = k if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) else stride
-    stride, pad, dil = _tuple(stride, nd, "stride"), _tuple(padding, nd, "padding"), _tuple(dilation, nd, "dilation")
-    L = x.shape[x.ndim - nd :]
-    out, pairs = [], []
-    for n, kk, s, p, d in zip(L, k, stride, pad, dil):
-        span = n + 2 * p - d * (kk - 1) - 1
-        o = (-(-span // s) if ceil_mode else span // s) + 1
-        if ceil_mode and (o - 1) * s >= n + p:  # torch: the last window must start inside input or left pad
-            o -= 1
-        extra = max(0, (o - 1) * s + d * (kk - 1) + 1 - (n + 2 * p))
-        out.append(o)
-        pairs.append((p, p + extra))
-    return k, stride, tuple(pairs), dil, tuple(out)
-
-
-def _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode):
-    k, stride, pairs, dil, out = _pool_params(x, kernel_size, stride, padding, dilation, ceil_mode)
-    w = _windows(xp, x, k, stride, pairs, dil, value=-math.inf, out=out)
-    return w.reshape(w.shape[: x.ndim] + (-1,)), k, stride, pairs, dil, out  # (*lead, *out, prod(k))
 
 
 def _max_pool(xp, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    w = _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)[0]
+    w = kconv.max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)[0]
     return xp.max(w, axis=-1)
 
 
 def _dmax_pool(xp, ans, dx, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     # the tangent at each window's first maximum (row-major order within the window, as torch)
-    w, k, stride, pairs, dil, out = _max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)
+    w, k, stride, pairs, dil, out = kconv.max_pool_windows(xp, x, kernel_size, stride, padding, dilation, ceil_mode)
     nd = len(k)
     a = xp.argmax(w, axis=-1)  # (*lead, *out): position within the window
     L = x.shape[x.ndim - nd :]
@@ -620,9 +364,10 @@ defrule("max_pool", primal=_max_pool, jvp=(_dmax_pool,))
 def _avg_pool(xp, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     # torch's divisor per axis: the window clipped to the padded input (count_include_pad)
     # or to the input itself; a 2-D divisor is the product of the two
-    k, stride, pairs, dil, out = _pool_params(x, kernel_size, stride, padding, 1, ceil_mode)
+    k, stride, pairs, dil, out = kconv.pool_params(x, kernel_size, stride, padding, 1, ceil_mode)
     nd = len(k)
-    total = sum_parts(_slabs(_pad_spatial(xp, x, pairs), k, stride, dil, out))  # prod(k) adds: faster than a window sum
+    # prod(k) adds: faster than a window sum
+    total = sum_parts(kconv.slabs(kconv.pad_spatial(xp, x, pairs), k, stride, dil, out))
     L = x.shape[x.ndim - nd :]
     div = 1
     for i in range(nd):
@@ -642,22 +387,13 @@ defrule(
 )
 
 
-def _adaptive_matrix(xp, n, o, dtype):
-    """(o, n) averaging matrix of torch's bins [floor(i n / o), ceil((i + 1) n / o))."""
-    i = xp.arange(o)
-    start, end = (i * n) // o, -((-(i + 1) * n) // o)
-    j = xp.arange(n)
-    inside = (j >= start[:, None]) & (j < end[:, None])
-    return inside.astype(dtype) / (end - start)[:, None].astype(dtype)
-
-
 def _adaptive_avg_pool(xp, x, output_size):
     nd = len(output_size)
     y = x
     for i, o in enumerate(output_size):
         ax = x.ndim - nd + i
         n = x.shape[ax]
-        A = _adaptive_matrix(xp, n, n if o is None else int(o), x.dtype)
+        A = kconv.adaptive_matrix(xp, n, n if o is None else int(o), x.dtype)
         y = xp.moveaxis(xp.matmul(A, xp.moveaxis(y, ax - y.ndim, -2)), -2, ax - y.ndim)
     return y
 
@@ -673,14 +409,14 @@ defrule(
 def _bn_lanes(dv, ndim):
     """A (K, C) tangent of a per-channel vector (channels on axis 1 of an ``ndim``-array x),
     broadcasting with a (K, *x.shape) tangent."""
-    return lanes_to_rank(_chan(dv, ndim - 2), ndim)
+    return lanes_to_rank(kconv.per_channel(dv, ndim - 2), ndim)
 
 
 def _batch_norm(xp, x, mean, var, weight=None, bias=None, eps=1e-5):
-    y = (x - _chan(mean, x.ndim - 2)) / xp.sqrt(_chan(var, x.ndim - 2) + eps)
+    y = (x - kconv.per_channel(mean, x.ndim - 2)) / xp.sqrt(kconv.per_channel(var, x.ndim - 2) + eps)
     if weight is not None:
-        y = y * _chan(weight, x.ndim - 2)
-    return y if bias is None else y + _chan(bias, x.ndim - 2)
+        y = y * kconv.per_channel(weight, x.ndim - 2)
+    return y if bias is None else y + kconv.per_channel(bias, x.ndim - 2)
 
 
 def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-5):
@@ -688,9 +424,9 @@ def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-
     # dy = r w (dx - dm) - (x - m) r^3 w dv / 2 + (x - m) r dw + db
     dx, dm, dv, dw, db = (list(ts) + [None] * 5)[:5]
     nd = x.ndim
-    r = 1 / xp.sqrt(_chan(var, nd - 2) + eps)
-    rw = r if weight is None else r * _chan(weight, nd - 2)
-    xm = x - _chan(mean, nd - 2)
+    r = 1 / xp.sqrt(kconv.per_channel(var, nd - 2) + eps)
+    rw = r if weight is None else r * kconv.per_channel(weight, nd - 2)
+    xm = x - kconv.per_channel(mean, nd - 2)
     parts = []
     if dx is not None:
         parts.append(rw * dx)
@@ -761,8 +497,8 @@ def _grouped(x, G, lanes=0):
 def _group_norm(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
     y = _standardize(xp, _grouped(x, num_groups), -1, eps)[0].reshape(x.shape)
     if weight is not None:
-        y = y * _chan(weight, x.ndim - 2)
-    return y if bias is None else y + _chan(bias, x.ndim - 2)
+        y = y * kconv.per_channel(weight, x.ndim - 2)
+    return y if bias is None else y + kconv.per_channel(bias, x.ndim - 2)
 
 
 def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=1e-5):
@@ -771,7 +507,7 @@ def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=
     parts = []
     if dx is not None:
         t = _dstandardize(xp, xhat, r, _grouped(dx, num_groups, 1), -1).reshape(dx.shape)
-        parts.append(t if weight is None else t * _chan(weight, x.ndim - 2))
+        parts.append(t if weight is None else t * kconv.per_channel(weight, x.ndim - 2))
     if dw is not None:
         parts.append(xhat.reshape(x.shape) * _bn_lanes(dw, x.ndim))
     if db is not None:

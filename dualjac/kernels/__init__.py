@@ -1,0 +1,1 @@
+"""Forward numerics with no derivatives: the kernels the rules of ``dualjac/rules/`` are built from."""
