@@ -27,7 +27,7 @@ def register_namespace(array_type: type, xp: Any) -> None:
     _BY_TYPE[array_type] = xp
 
 
-def _lookup(t: type) -> Any:
+def namespace_of_type(t: type) -> Any:
     xp = _BY_TYPE.get(t)
     if xp is None:
         mod = t.__module__ or ""
@@ -53,7 +53,7 @@ def array_namespace(*xs: Any) -> Any:
             continue
         if getattr(t, "_dualjac_dispatches_through_numpy", False):
             return np  # a nested Dual: only numpy functions reach its rules
-        xp = _BY_TYPE.get(t) or _lookup(t)
+        xp = _BY_TYPE.get(t) or namespace_of_type(t)
         if xp is not None and xp is not np:
             found = xp
     return found
@@ -62,7 +62,7 @@ def array_namespace(*xs: Any) -> Any:
 def is_array(x: Any) -> bool:
     """True for arrays of a known namespace (NumPy, CuPy, registered) — not Python scalars."""
     t = type(x)
-    return (_BY_TYPE.get(t) or _lookup(t)) is not None
+    return (_BY_TYPE.get(t) or namespace_of_type(t)) is not None
 
 
 def is_dask_array(x: Any) -> bool:

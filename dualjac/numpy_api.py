@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import scipy_api
-from .backend import _lookup, array_namespace, is_array
+from .backend import array_namespace, is_array, namespace_of_type
 from .dual import Dual
 from .errors import UnsupportedOpError
 from .rules import apply, as_array
@@ -160,7 +160,7 @@ def reshape(x: Any, shape: Any, order: str = "C") -> Any:
 def transpose(x: Any, axes: Any = None) -> Any:
     axes = None if axes is None else tuple(axes)
     out = apply("transpose", x, axes=axes)
-    back = None if axes is None else tuple(np.argsort(_pos_axes(axes, len(axes))).tolist())
+    back = None if axes is None else tuple(np.argsort(pos_axes(axes, len(axes))).tolist())
     return _as_view(out, x, lambda base: apply("transpose", base, axes=axes),
                     lambda base, v: base.assign(apply("transpose", v, axes=back)))
 
@@ -219,7 +219,7 @@ def astype(x: Any, dtype: Any) -> Any:
 
 def _moveaxis(a, source, destination):
     nd = np.ndim(a)
-    src, dst = _pos_axes(source, nd), _pos_axes(destination, nd)
+    src, dst = pos_axes(source, nd), pos_axes(destination, nd)
     if len(src) != len(dst):
         raise ValueError("`source` and `destination` arguments must have the same number of elements")
     order = [n for n in range(nd) if n not in src]
@@ -228,7 +228,7 @@ def _moveaxis(a, source, destination):
     return transpose(a, order)
 
 
-def _pos_axes(axis, nd):
+def pos_axes(axis, nd):
     """``axis`` (int or sequence) as a tuple of nonnegative axes (``rules.neg_axes`` is the negative form)."""
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     for a in axis:
@@ -239,7 +239,7 @@ def _pos_axes(axis, nd):
 
 def _swapaxes(a, axis1, axis2):
     order = list(range(np.ndim(a)))
-    i, j = _pos_axes((axis1, axis2), len(order))
+    i, j = pos_axes((axis1, axis2), len(order))
     order[i], order[j] = order[j], order[i]
     return transpose(a, order)
 
@@ -247,7 +247,7 @@ def _swapaxes(a, axis1, axis2):
 def _expand_dims(a, axis):
     axis = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     nd = np.ndim(a) + len(axis)
-    axis = set(_pos_axes(axis, nd))
+    axis = set(pos_axes(axis, nd))
     it = iter(np.shape(a))
     return reshape(a, tuple(1 if i in axis else next(it) for i in range(nd)))
 
@@ -256,7 +256,7 @@ def _squeeze(a, axis=None):
     shape = np.shape(a)
     if axis is None:
         axis = tuple(i for i, n in enumerate(shape) if n == 1)
-    axis = set(_pos_axes(axis, len(shape)))
+    axis = set(pos_axes(axis, len(shape)))
     if any(shape[i] != 1 for i in axis):
         raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
     return reshape(a, tuple(n for i, n in enumerate(shape) if i not in axis))
@@ -277,7 +277,7 @@ _atleast_3d = _atleast(3, lambda s: {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1
 
 def _flip(m, axis=None):
     nd = np.ndim(m)
-    axes = set(range(nd)) if axis is None else set(_pos_axes(axis, nd))
+    axes = set(range(nd)) if axis is None else set(pos_axes(axis, nd))
     return getitem(m, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(nd)))
 
 
@@ -292,7 +292,7 @@ def _split(ary, indices_or_sections, axis=0, *, strict=True):
         bounds = np.cumsum([0] + sizes).tolist()
     else:
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
-    pre = (slice(None),) * _pos_axes(axis, np.ndim(ary))[0]
+    pre = (slice(None),) * pos_axes(axis, np.ndim(ary))[0]
     return [getitem(ary, pre + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -550,7 +550,7 @@ def array_function(func: Callable[..., Any], types: tuple, args: tuple, kwargs: 
 
 
 def is_array_type(t: type) -> bool:
-    return _lookup(t) is not None
+    return namespace_of_type(t) is not None
 
 
 # The tables continue in numpy_compose (compositions, decompositions, signal functions) and, once

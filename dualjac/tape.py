@@ -354,10 +354,10 @@ def _matmul_shape(sa: tuple, sb: tuple) -> tuple:
 def _tensordot(a: Any, b: Any, axes: Any = 2) -> Linear:
     if _is_linear(a) and _is_linear(b):
         raise NonLinearError("tensordot of two tangents", "it is not linear (it is second order)")
-    from .rules.linalg import _tensordot_axes
+    from .rules.linalg import tensordot_axes
 
     sa, sb = _shape(a), _shape(b)
-    aa, ab = _tensordot_axes(len(sa), len(sb), axes)
+    aa, ab = tensordot_axes(len(sa), len(sb), axes)
     afree = [i for i in range(len(sa)) if i not in aa]
     bfree = [j for j in range(len(sb)) if j not in ab]
     shape = tuple(sa[i] for i in afree) + tuple(sb[j] for j in bfree)
@@ -384,13 +384,13 @@ def _tensordot(a: Any, b: Any, axes: Any = 2) -> Linear:
 
 
 def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Linear:
-    from .rules.linalg import _einsum_parts
+    from .rules.linalg import einsum_parts
 
     lin = [i for i, o in enumerate(ops) if _is_linear(o)]
     if len(lin) != 1:
         raise NonLinearError("einsum of several tangents", "it is not linear (it is second order)")
     (i,) = lin
-    ins, out = _einsum_parts(subscripts)
+    ins, out = einsum_parts(subscripts)
     ins, out = _expand_ellipsis(ins, out, [_shape(o) for o in ops])
     if len(set(ins[i])) != len(ins[i]):
         raise NoTransposeError("einsum with a repeated index on a tangent (a diagonal)", "use mode='forward'")

@@ -1,7 +1,7 @@
 """Matrix decompositions: np.linalg's svd, eigh, eigvalsh, eig (real spectrum), qr and lstsq.
 
 Each rule factors the primal once and applies the formula to all K lanes with folded products
-(``_left``/``_right`` of ``linalg.py``). Formulas (``C = M^T dA M'`` the perturbation in the
+(``left_product``/``right_product`` of ``linalg.py``). Formulas (``C = M^T dA M'`` the perturbation in the
 decomposition's own basis; ``F_ij = 1 / (l_j - l_i)`` off the diagonal, 0 on it):
 
 * ``eigh`` (``A = Q diag(l) Q^T``, A symmetric; dA taken symmetric, as torch does, since NumPy
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from . import defrule
-from .linalg import _left, _mT, _pinv_dx, _right
+from .linalg import left_product, mT, pinv_dx, right_product
 
 
 def _noise(xp, vals, n):
@@ -61,14 +61,14 @@ def _diag(xp, m):
 
 def _in_basis(xp, left, d, right):
     """``left^T d[k] right`` for every lane."""
-    return _right(xp, _left(xp, _mT(left), d), right)
+    return right_product(xp, left_product(xp, mT(left), d), right)
 
 
 # --- eigh, eigvalsh -----------------------------------------------------------------------------
 def _eigh_joint(xp, ans, ts, a, UPLO="L"):
     w, q = ans
     c = _in_basis(xp, q, ts[0], q)
-    return _diag(xp, c), _left(xp, q, _gaps(xp, w, "numpy.linalg.eigh") * c)
+    return _diag(xp, c), left_product(xp, q, _gaps(xp, w, "numpy.linalg.eigh") * c)
 
 
 def _eigvalsh_dx(xp, ans, da, a, UPLO="L"):
@@ -90,21 +90,21 @@ def _svd_joint(xp, ans, ts, a, full_matrices=True, compute_uv=True, hermitian=Fa
     m, n = a.shape[-2:]
     if not compute_uv:
         u, _, vh = xp.linalg.svd(a, full_matrices=False)
-        return _diag(xp, _in_basis(xp, u, da, _mT(vh)))
+        return _diag(xp, _in_basis(xp, u, da, mT(vh)))
     if full_matrices and m != n:
         raise UnsupportedOpError(
             "the derivative of U and Vh of numpy.linalg.svd with full_matrices=True on a non-square matrix",
             "the extra columns are not unique, so they have no derivative; pass full_matrices=False",
         )
     u, s, vh = ans
-    v = _mT(vh)
+    v = mT(vh)
     p = _in_basis(xp, u, da, v)
     ds = _diag(xp, p)
     f = _gaps(xp, s, "numpy.linalg.svd", square=True)
     S = s[..., None, :]  # P diag(s) scales P's columns, diag(s) P its rows
-    ps, sp = p * S, _mT(S) * p
-    du = _left(xp, u, f * (ps + _mT(ps)))
-    dv = _left(xp, v, f * (sp + _mT(sp)))
+    ps, sp = p * S, mT(S) * p
+    du = left_product(xp, u, f * (ps + mT(ps)))
+    dv = left_product(xp, v, f * (sp + mT(sp)))
     if m != n:
         if bool(xp.any(s[..., None, None] <= _noise(xp, s, max(m, n)))):  # a zero singular value
             raise UnsupportedOpError(
@@ -112,12 +112,12 @@ def _svd_joint(xp, ans, ts, a, full_matrices=True, compute_uv=True, hermitian=Fa
                 "U or V is not unique there; differentiate only the singular values (compute_uv=False)",
             )
         if m > n:  # (I - U U^T) dA V S^{-1}
-            r = _right(xp, da, v / S)
-            du = du + r - _left(xp, u, _left(xp, _mT(u), r))
+            r = right_product(xp, da, v / S)
+            du = du + r - left_product(xp, u, left_product(xp, mT(u), r))
         else:  # (I - V V^T) dA^T U S^{-1}
-            r = _right(xp, _mT(da), u / S)
-            dv = dv + r - _left(xp, v, _left(xp, vh, r))
-    return du, ds, _mT(dv)
+            r = right_product(xp, mT(da), u / S)
+            dv = dv + r - left_product(xp, v, left_product(xp, vh, r))
+    return du, ds, mT(dv)
 
 
 defrule("svd", primal=_svd_primal, joint=_svd_joint)
@@ -132,8 +132,8 @@ def _eig_joint(xp, ans, ts, a):
             "dualjac differentiates real results only; eig is supported where the spectrum is real "
             "(for a symmetric matrix use np.linalg.eigh)",
         )
-    c = _right(xp, _left(xp, xp.linalg.inv(v), ts[0]), v)  # V^{-1} dA V
-    wm = _left(xp, v, _gaps(xp, w, "numpy.linalg.eig") * c)
+    c = right_product(xp, left_product(xp, xp.linalg.inv(v), ts[0]), v)  # V^{-1} dA V
+    wm = left_product(xp, v, _gaps(xp, w, "numpy.linalg.eig") * c)
     # keep the columns of unit norm: remove W's component along each v_i
     return _diag(xp, c), wm - v * xp.sum(v * wm, axis=-2, keepdims=True)
 
@@ -145,11 +145,11 @@ defrule("eig", primal=lambda xp, a: xp.linalg.eig(a), joint=_eig_joint)
 def _qr_square(xp, q, r, dx):
     """(dQ, dR) of ``X = Q R`` for square or tall X (m >= n), reduced factors."""
     rinv = xp.linalg.inv(r)
-    dar = _right(xp, dx, rinv)  # dA R^{-1}
-    c = _left(xp, _mT(q), dar)
+    dar = right_product(xp, dx, rinv)  # dA R^{-1}
+    c = left_product(xp, mT(q), dar)
     low = xp.tril(c, -1)
-    up = c - low + _mT(low)  # C - O, with O = tril(C, -1) - tril(C, -1)^T
-    return dar - _left(xp, q, up), _right(xp, up, r)
+    up = c - low + mT(low)  # C - O, with O = tril(C, -1) - tril(C, -1)^T
+    return dar - left_product(xp, q, up), right_product(xp, up, r)
 
 
 def _qr_joint(xp, ans, ts, a, mode="reduced"):
@@ -166,7 +166,7 @@ def _qr_joint(xp, ans, ts, a, mode="reduced"):
         dq, dr = _qr_square(xp, q, r, da)
     else:  # A = Q [R_X | R_Y]: X's rule, then R_Y = Q^T Y
         dq, drx = _qr_square(xp, q, r[..., :m], da[..., :m])
-        dry = _left(xp, _mT(q), da[..., m:] - _right(xp, dq, r[..., m:]))
+        dry = left_product(xp, mT(q), da[..., m:] - right_product(xp, dq, r[..., m:]))
         dr = xp.concatenate([drx, dry], axis=-1)
     return dr if mode == "r" else (dq, dr)
 
@@ -183,14 +183,14 @@ def _lstsq_joint(xp, ans, ts, a, b, rcond=None):
     p = xp.linalg.pinv(a)
     dx = dres = ds = None
     if da is not None:
-        dx = _right(xp, _pinv_dx(xp, p, da, a), bm)
+        dx = right_product(xp, pinv_dx(xp, p, da, a), bm)
         r = bm - a @ xm  # d |r|^2 = 2 r^T (db - dA x): here the dA part
-        dres = -2 * xp.sum(r * _right(xp, da, xm), axis=-2) if res.size else None
+        dres = -2 * xp.sum(r * right_product(xp, da, xm), axis=-2) if res.size else None
         u, _, vh = xp.linalg.svd(a, full_matrices=False)
-        ds = _diag(xp, _in_basis(xp, u, da, _mT(vh)))
+        ds = _diag(xp, _in_basis(xp, u, da, mT(vh)))
     if db is not None:
         dbm = db[..., None] if vec else db
-        part = _left(xp, p, dbm)
+        part = left_product(xp, p, dbm)
         dx = part if dx is None else dx + part
         if res.size:
             r = bm - a @ xm

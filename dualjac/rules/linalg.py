@@ -53,13 +53,13 @@ def _flat(xp, v):
     return v.reshape(-1) if hasattr(v, "reshape") else xp.asarray(v).reshape(-1)
 
 
-def _mT(v):
+def mT(v):
     """Transpose of the last two axes (a view)."""
     return v.swapaxes(-1, -2)
 
 
 # --- lane-folded matrix products -------------------------------------------------------
-def _left(xp, m, t):
+def left_product(xp, m, t):
     """``m @ t[k]`` for every lane k, in one product: the lanes are folded into the columns.
 
     ``m``: ``(..., p, n)``; ``t``: ``(K, ..., n, q)``; result ``(K, ..., p, q)`` (batch dims broadcast).
@@ -72,7 +72,7 @@ def _left(xp, m, t):
     return xp.moveaxis(out.reshape(out.shape[:-1] + (K, q)), -2, 0)
 
 
-def _right(xp, t, m):
+def right_product(xp, t, m):
     """``t[k] @ m`` for every lane k, in one product: the lanes are folded into the rows.
 
     ``t``: ``(K, ..., p, n)``; ``m``: ``(..., n, q)``; result ``(K, ..., p, q)`` (batch dims broadcast).
@@ -101,15 +101,15 @@ def _matmul_dx(xp, ans, dx, x, y):
         return (dx.reshape(-1, dx.shape[-1]) @ y).reshape(dx.shape[:-1])
     if x.ndim == 1:  # (K, n) @ (..., n, m) -> (..., K, m): the lanes are the rows
         return xp.moveaxis(dx @ y, -2, 0)
-    return _right(xp, dx, y)
+    return right_product(xp, dx, y)
 
 
 def _matmul_dy(xp, ans, dy, x, y):
     if y.ndim == 1:  # x @ dy^T: (..., m, n) @ (n, K) -> (..., m, K); or (n,) @ (n, K)
         return dy @ x if x.ndim == 1 else xp.moveaxis(x @ dy.T, -1, 0)
     if x.ndim == 1:  # x as a (1, n) row
-        return _left(xp, x[None], dy)[..., 0, :]
-    return _left(xp, x, dy)
+        return left_product(xp, x[None], dy)[..., 0, :]
+    return left_product(xp, x, dy)
 
 
 def _c_product(xp, a, b):
@@ -148,7 +148,7 @@ defrule("matmul", jvp=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmu
 
 
 # --- dot, inner, tensordot, vdot, outer ---------------------------------------------------
-def _tensordot_axes(na, nb, axes=2):
+def tensordot_axes(na, nb, axes=2):
     """NumPy's ``axes`` (n, or a pair of ints / sequences) as two lists of nonnegative axes."""
     if isinstance(axes, numbers.Integral):
         n = int(axes)
@@ -207,13 +207,13 @@ def _outer_db(xp, ans, db, a, b):
 
 defrule("dot", jvp=_contraction(_dot_axes))
 defrule("inner", jvp=_contraction(_inner_axes))
-defrule("tensordot", jvp=_contraction(_tensordot_axes))
+defrule("tensordot", jvp=_contraction(tensordot_axes))
 defrule("vdot", jvp=(_vdot_da, lambda xp, ans, db, a, b: _vdot_da(xp, ans, db, b, a)))
 defrule("outer", jvp=(_outer_da, _outer_db))
 
 
 # --- einsum ----------------------------------------------------------------------------
-def _einsum_parts(subscripts):
+def einsum_parts(subscripts):
     """``'ij,jk->ik'`` as ``(['ij', 'jk'], 'ik')``, the implicit output (no ``->``) made explicit:
     the labels seen exactly once, in ASCII order, after ``...`` if any operand has one."""
     s = "".join(subscripts.split())
@@ -229,7 +229,7 @@ def _einsum_parts(subscripts):
 def _einsum_joint(xp, ans, ts, *ops, subscripts):
     # d einsum(s, x_1, ..., x_n) = sum_i einsum(s with x_i's labels prefixed by a lane label z,
     # x_1, ..., dx_i, ..., x_n) -> output prefixed by z
-    ins, out = _einsum_parts(subscripts)
+    ins, out = einsum_parts(subscripts)
     z = next(c for c in string.ascii_letters if c not in subscripts)
 
     def term(i, t):
@@ -293,7 +293,7 @@ def _solve_joint(xp, ans, ts, a, b):
     x = ans[..., None] if vec else ans  # (..., n, m)
     parts = (
         None if db is None else lanes_to_rank(db[..., None] if vec else db, x.ndim),
-        None if da is None else _right(xp, da, -x),  # -(dA X): negate the small factor, not K lanes
+        None if da is None else right_product(xp, da, -x),  # -(dA X): negate the small factor, not K lanes
     )
     r = sum_parts(parts)
     dx = _solve_lanes(xp, a, xp.broadcast_to(r, r.shape[:1] + x.shape))
@@ -302,7 +302,7 @@ def _solve_joint(xp, ans, ts, a, b):
 
 def _inv_dx(xp, ans, da, a):
     # d(A^{-1}) = -A^{-1} dA A^{-1}
-    return _right(xp, _left(xp, -ans, da), ans)
+    return right_product(xp, left_product(xp, -ans, da), ans)
 
 
 def _adjugate_t(xp, a):
@@ -320,41 +320,41 @@ def _adjugate_t(xp, a):
 def _det_dx(xp, ans, da, a):
     # d det(A) = tr(adj(A) dA) = sum_ij adj(A)^T_ij dA_ij  (= det(A) tr(A^{-1} dA) when invertible)
     if type(a) is Dual:  # nested transforms (dj.hessian): svd has no rule, inv and det have
-        return _frobenius(xp, da, ans[..., None, None] * _mT(xp.linalg.inv(a)))
+        return _frobenius(xp, da, ans[..., None, None] * mT(xp.linalg.inv(a)))
     return _frobenius(xp, da, _adjugate_t(xp, a))
 
 
 def _slogdet_joint(xp, ans, ts, a):
     # d logabsdet = tr(A^{-1} dA) = sum_ij (A^{-T})_ij dA_ij; sign is piecewise constant
-    return None, _frobenius(xp, ts[0], _mT(xp.linalg.inv(a)))
+    return None, _frobenius(xp, ts[0], mT(xp.linalg.inv(a)))
 
 
 def _cholesky_dx(xp, ans, da, a, upper=False):
     # A = L L^T: dL = L Phi(L^{-1} dA L^{-T}), Phi = lower triangle with the diagonal halved
-    low = _mT(ans) if upper else ans
+    low = mT(ans) if upper else ans
     n = a.shape[-1]
     linv = xp.linalg.inv(low)
-    s = _right(xp, _left(xp, linv, da), _mT(linv))
+    s = right_product(xp, left_product(xp, linv, da), mT(linv))
     phi = xp.tri(n, dtype=ans.dtype) - 0.5 * xp.eye(n, dtype=ans.dtype)
-    dl = _left(xp, low, s * phi)
-    return _mT(dl) if upper else dl
+    dl = left_product(xp, low, s * phi)
+    return mT(dl) if upper else dl
 
 
-def _pinv_dx(xp, ans, da, a, hermitian=False, rcond=None, rtol=None):
+def pinv_dx(xp, ans, da, a, hermitian=False, rcond=None, rtol=None):
     # Golub-Pereyra, P = A^+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P.
     # hermitian, rcond and rtol only shape the primal P (already in ``ans``); the formula is the same.
     p = ans
     m, n = a.shape[-2], a.shape[-1]
-    dat = _mT(da)
-    out = _right(xp, _left(xp, -p, da), p)
-    out = out + _right(xp, _left(xp, p @ _mT(p), dat), xp.eye(m, dtype=p.dtype) - a @ p)
-    out = out + _right(xp, _left(xp, xp.eye(n, dtype=p.dtype) - p @ a, dat), _mT(p) @ p)
+    dat = mT(da)
+    out = right_product(xp, left_product(xp, -p, da), p)
+    out = out + right_product(xp, left_product(xp, p @ mT(p), dat), xp.eye(m, dtype=p.dtype) - a @ p)
+    out = out + right_product(xp, left_product(xp, xp.eye(n, dtype=p.dtype) - p @ a, dat), mT(p) @ p)
     return out
 
 
 def _cholesky_primal(xp, a, upper=False):
     # U reads A's upper triangle: it is the transposed lower factor of A^T (CuPy has no upper=)
-    return _mT(xp.linalg.cholesky(_mT(a))) if upper else xp.linalg.cholesky(a)
+    return mT(xp.linalg.cholesky(mT(a))) if upper else xp.linalg.cholesky(a)
 
 
 def _pinv_primal(xp, a, hermitian=False, rcond=None, rtol=None):
@@ -372,4 +372,4 @@ defrule("inv", primal=lambda xp, a: xp.linalg.inv(a), jvp=(_inv_dx,))
 defrule("det", primal=lambda xp, a: xp.linalg.det(a), jvp=(_det_dx,))
 defrule("slogdet", primal=lambda xp, a: xp.linalg.slogdet(a), joint=_slogdet_joint)
 defrule("cholesky", primal=_cholesky_primal, jvp=(_cholesky_dx,))
-defrule("pinv", primal=_pinv_primal, jvp=(_pinv_dx,))
+defrule("pinv", primal=_pinv_primal, jvp=(pinv_dx,))

@@ -28,7 +28,7 @@ import torch
 from .. import static
 from ..errors import UnsupportedOpError
 from ..graph import Node, Ref
-from ..numpy_api import _pos_axes
+from ..numpy_api import pos_axes
 
 
 # --- dtypes and arrays -------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def _key(dim: int, k: Any) -> tuple:
 
 
 def _axis(b: Builder, dim: int, i: int = 0, extra: int = 0) -> int:
-    return _pos_axes(dim, max(b.ndim(i) + extra, 1))[0]
+    return pos_axes(dim, max(b.ndim(i) + extra, 1))[0]
 
 
 def _is_ref(*xs: Any) -> bool:
@@ -328,7 +328,7 @@ def _topk(b, x, k, dim=-1, largest=True, sorted=True):
 
 
 def _diagonal(b, x, offset=0, dim1=0, dim2=1):
-    a1, a2 = _pos_axes((dim1, dim2), max(b.ndim(0), 1))
+    a1, a2 = pos_axes((dim1, dim2), max(b.ndim(0), 1))
     return b.emit("diagonal", x, offset=offset, axis1=a1, axis2=a2)
 
 
@@ -338,7 +338,7 @@ def _logsumexp(b, x, dim, keepdim=False):
 
 def _vector_norm(b, x, ord=2, dim=None, keepdim=False, dtype=None):
     nd = b.ndim(0)
-    dims = sorted(set(_pos_axes(_dims(dim), max(nd, 1)))) if _dims(dim) is not None else list(range(nd))
+    dims = sorted(set(pos_axes(_dims(dim), max(nd, 1)))) if _dims(dim) is not None else list(range(nd))
     if len(dims) == 1:
         return b.emit("norm", x, ord=ord, axis=dims[0], keepdims=bool(keepdim))
     # several axes: move them last, flatten them into one, take one vector norm
@@ -377,7 +377,7 @@ def _t(b, x):
 
 def _transpose(b, x, dim0, dim1):
     order = list(range(b.ndim(0)))
-    i, j = _pos_axes((dim0, dim1), max(len(order), 1))
+    i, j = pos_axes((dim0, dim1), max(len(order), 1))
     if not order:
         return x
     order[i], order[j] = order[j], order[i]
@@ -401,7 +401,7 @@ def _unsqueeze(b, x, dim):
 
 def _squeeze(b, x, dim=None):
     shape = tuple(b.val(0).shape)
-    dims = tuple(range(len(shape))) if dim is None else tuple(_pos_axes(dim, max(len(shape), 1)))
+    dims = tuple(range(len(shape))) if dim is None else tuple(pos_axes(dim, max(len(shape), 1)))
     dims = tuple(d for d in dims if shape and shape[d] is not None and (not isinstance(shape[d], int) or shape[d] == 1))
     if any(not isinstance(shape[d], int) for d in dims):  # a dynamic size: squeezed when it is 1, as ATen does
         return b.emit("getitem", x, key=b.emit(static.squeeze_key, x, dims))
@@ -437,7 +437,7 @@ def _cat(b, tensors, dim=0):
     # torch skips 1-D empty tensors whatever the other shapes (a legacy rule; an empty cache does it)
     kept = [t for t, v in zip(tensors, vals) if not (v.dim() == 1 and v.shape[0] == 0)]
     nd = max(v.dim() for v in vals)
-    return b.emit("concatenate", *kept, axis=_pos_axes(dim, max(nd, 1))[0]) if len(kept) > 1 else kept[0]
+    return b.emit("concatenate", *kept, axis=pos_axes(dim, max(nd, 1))[0]) if len(kept) > 1 else kept[0]
 
 
 def _stack(b, tensors, dim=0):
@@ -470,7 +470,7 @@ def _unbind(b, x, dim=0):
 
 
 def _flip(b, x, dims):
-    flipped = set(_pos_axes(tuple(dims), max(b.ndim(0), 1)))
+    flipped = set(pos_axes(tuple(dims), max(b.ndim(0), 1)))
     key = tuple(slice(None, None, -1) if d in flipped else slice(None) for d in range(b.ndim(0)))
     return b.emit("getitem", x, key=key)
 
