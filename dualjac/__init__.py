@@ -5,7 +5,7 @@
 [[0.0, 0.0], [0.0, 1.3818]]
 """
 
-from . import nn
+from . import nn, numpy_compose  # noqa: F401  (numpy_compose: the rest of NumPy's table)
 from .custom import defrule, register_numpy, stop_gradient
 from .dual import Dual
 from .errors import (

@@ -1,6 +1,6 @@
 """Your own derivatives: a rule for your function or ufunc, its route from NumPy, and stop_gradient.
 
-``defrule`` adds an op to the one rules table (see ``dualjac/rules/__init__.py`` for the forms of
+``defrule`` adds an op to the one rules table (see ``dualjac/rules/table.py`` for the forms of
 a rule); ``register_numpy`` makes NumPy's dispatch reach it, so that plain NumPy code calling the
 ufunc or function works on Duals; ``dualjac.testing.check_jacobian`` then checks the rule against
 central differences. A plain Python function of your own is not seen by NumPy's dispatch: give it

@@ -336,5 +336,6 @@ def _where() -> str:
 _TWINS = {f"scipy.special.{f}": f"dualjac.nn.{f}" for f in ("logsumexp", "softmax", "log_softmax")}
 
 
-# numpy_api maps NumPy calls to rules; imported last because it needs Dual defined.
-from . import numpy_api as _api  # noqa: E402
+# The NumPy layer (``numpy_api``, which maps NumPy calls to rules) plugs itself in here when it is
+# imported, so this module imports nothing above it.
+_api: Any = None

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import dual as _dual
 from . import scipy_api
 from .backend import array_namespace, is_array, namespace_of_type
 from .dual import Dual
@@ -553,6 +554,7 @@ def is_array_type(t: type) -> bool:
     return namespace_of_type(t) is not None
 
 
-# The tables continue in numpy_compose (compositions, decompositions, signal functions) and, once
-# SciPy is imported, scipy_api (scipy.special's ufuncs).
-from . import numpy_compose as _numpy_compose  # noqa: E402, F401
+# Dual's NumPy doors (``__array_ufunc__``, ``__array_function__``, indexing, ``astype``) lead here.
+# The tables continue in numpy_compose (compositions, decompositions, signal functions, imported by
+# the package) and, once SciPy is imported, scipy_api (scipy.special's ufuncs).
+_dual._api = sys.modules[__name__]

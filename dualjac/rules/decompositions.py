@@ -28,8 +28,8 @@ lower-level Dual, so the rules differentiate twice (Hessians).
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
-from . import defrule
 from .linalg import left_product, mT, pinv_dx, right_product
+from .table import defrule
 
 
 def _noise(xp, vals, n):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..dual import Dual
-from . import defrule, select
+from .table import defrule, select
 
 
 def _dpow_dx(xp, x, y):

@@ -42,7 +42,7 @@ import string
 
 from .. import buffers
 from ..dual import Dual
-from . import defrule, lanes_to_rank, neg_axis, sum_parts
+from .table import defrule, lanes_to_rank, neg_axis, sum_parts
 
 
 def _ndim(v):

@@ -25,7 +25,7 @@ import numbers
 
 from ..kernels import conv as kconv
 from ..kernels import special as kspecial
-from . import as_dtype, defrule, lanes_to_rank, neg_axes, select, sum_parts
+from .table import as_dtype, defrule, lanes_to_rank, neg_axes, select, sum_parts
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946

@@ -25,7 +25,7 @@ import math
 
 from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import defrule, neg_axes, neg_axis
+from .table import defrule, neg_axes, neg_axis
 
 
 def _axes(axis, ndim):

@@ -18,7 +18,7 @@ import numbers
 
 from ..dual import Dual
 from ..errors import UnsupportedOpError
-from . import defrule, lanes_to_rank, neg_axes, neg_axis, select
+from .table import defrule, lanes_to_rank, neg_axes, neg_axis, select
 
 LANES = slice(None)  # the index that keeps the lane axis whole
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 
 from ..dual import Dual
-from . import defrule
+from .table import defrule
 
 
 def _value(x):

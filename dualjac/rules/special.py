@@ -20,7 +20,7 @@ import importlib
 import math
 
 from ..dual import Dual
-from . import apply, defrule
+from .table import apply, defrule
 
 SQRT_2PI = math.sqrt(2 * math.pi)
 
