@@ -58,6 +58,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 import weakref
 from dataclasses import dataclass, replace
 from typing import Any
@@ -229,11 +230,13 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
     what = type(module.fn if isinstance(module, _FunctionModule) else module).__name__
     t0 = time.perf_counter()
     try:
-        try:
-            ep = _export(module, inputs, strict, dynamic=True)
-        except Exception:  # a dynamic batch export can fail where a static one works: try that
-            ep = _export(module, inputs, strict, dynamic=False)
-        ep = ep.run_decompositions(_decompositions())
+        with warnings.catch_warnings():  # torch's own deprecation inside export, not the user's to act on
+            warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+            try:
+                ep = _export(module, inputs, strict, dynamic=True)
+            except Exception:  # a dynamic batch export can fail where a static one works: try that
+                ep = _export(module, inputs, strict, dynamic=False)
+            ep = ep.run_decompositions(_decompositions())
     except UnsupportedOpError:
         raise
     except Exception as e:
