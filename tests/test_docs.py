@@ -160,14 +160,17 @@ def test_the_harness_finds_blocks_markers_and_outputs():
     assert _expected(bs[0]) == "1\n" and _expected(bs[2]) == "2\n"
 
 
-def test_mkdocs_build_strict(tmp_path):
-    if shutil.which("mkdocs") is None and not _has_module("mkdocs"):
-        pytest.skip('mkdocs is not installed: pip install -e ".[docs]"')
-    for mod in ("material", "mkdocstrings"):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built once by ``mkdocs build --strict``; CI (CI=true) fails rather than skip without mkdocs."""
+    for mod in ("mkdocs", "material", "mkdocstrings", "latex2mathml"):
         if not _has_module(mod):
+            if os.environ.get("CI"):
+                pytest.fail(f'{mod} is not installed in CI: the test extra must include the docs tools')
             pytest.skip(f'{mod} is not installed: pip install -e ".[docs]"')
+    out = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -175,7 +178,55 @@ def test_mkdocs_build_strict(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},  # Material's banner about MkDocs 2.0
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert (tmp_path / "site" / "index.html").exists()
+    return out
+
+
+def test_mkdocs_build_strict(site):
+    assert (site / "index.html").exists()
+
+
+# What a page loads, as opposed to what it links to: <script src>, <link href> (CSS, fonts, icons),
+# <img>/<source>/<iframe> src, and CSS url(...).
+REMOTE_ASSET = re.compile(
+    r"<(?:script|img|source|iframe|embed)\b[^>]*\bsrc=[\"']?(?:https?:)?//"
+    r"|<link\b[^>]*\bhref=[\"']?(?:https?:)?//"
+    r"|url\(\s*[\"']?(?:https?:)?//"
+    r"|@import\s+[\"']?(?:url\()?[\"']?(?:https?:)?//",
+    re.IGNORECASE,
+)
+
+
+def test_the_site_loads_nothing_from_the_network(site):
+    files = [p for p in site.rglob("*") if p.suffix in (".html", ".css", ".js")]
+    assert any(p.suffix == ".css" for p in files), "the theme's CSS was not found: is this the built site?"
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        hits = [text[max(0, m.start() - 40) : m.end() + 60] for m in REMOTE_ASSET.finditer(text)]
+        assert not hits, f"{path.relative_to(site)} loads remote assets (vendor them instead): {hits[:3]}"
+
+
+def test_remote_asset_pattern_can_fail():
+    for html in (
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>',
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Roboto">',
+        "@font-face{src:url(//fonts.gstatic.com/x.woff2)}",
+    ):
+        assert REMOTE_ASSET.search(html), html
+    for html in ('<a href="https://docs.dask.org">Dask</a>', '<math xmlns="http://www.w3.org/1998/Math/MathML">'):
+        assert not REMOTE_ASSET.search(html), html
+
+
+def test_math_is_rendered_at_build_time(site):
+    """Formulas are MathML in the HTML (no TeX left for a script), in headings and the table of contents too."""
+    page = (site / "concepts" / "per-sample" / "index.html").read_text(encoding="utf-8")
+    assert "<math" in page
+    for html in site.rglob("*.html"):
+        text = re.sub(r"<(pre|code)\b.*?</\1>", "", html.read_text(encoding="utf-8"), flags=re.S)
+        for raw in ("\\(", "\\[", "$$", "\\frac", "\\varepsilon", "\\cdot"):
+            assert raw not in text, f"{html.relative_to(site)} has raw TeX {raw!r}"
+    # the heading "Why $K = n$ lanes suffice, not $B \cdot n$" reads as text in the table of contents
+    toc = re.search(r'href="#why-kn-lanes-suffice-not-bn" class="md-nav__link">\s*<span[^>]*>\s*([^<]*)', page)
+    assert toc and toc[1].strip() == "Why K&#x0003D;n lanes suffice, not B&#x000B7;n", toc and toc[1]
 
 
 def _has_module(name: str) -> bool:
