@@ -1,6 +1,9 @@
 """The documentation is tested: every ```python block of docs/**/*.md and README.md runs.
 
 * The blocks of one page run in order, in one namespace, in a temporary directory.
+* A block made of ``--8<-- "path.py:section"`` lines (pymdownx.snippets) shows source code included
+  by section markers, so it cannot go stale: the harness includes it the same way, checks that each
+  section exists and is not empty, and compiles it; it is not run (it is the library's own code).
 * A block preceded (on the line before its fence) by ``<!-- no-test: reason -->`` is
   compiled but not run; only GPU (CuPy) blocks use it, and the page says so.
 * Printed output is checked where the page states it: a ```text block right after a
@@ -19,7 +22,6 @@ import dataclasses
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,9 @@ PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 FENCE = re.compile(r"^(?P<indent>\s*)```\s*(?P<lang>[\w+-]*)")
 NO_TEST = re.compile(r"<!--\s*no-test:\s*(?P<reason>.+?)\s*-->")
 PRINTS = re.compile(r"#\s*prints:\s?(?P<text>.*)$")
+SNIPPET = re.compile(r'^\s*-+8<-+\s+"(?P<path>[^":]+)(?::(?P<section>[\w-]+))?"\s*$')
+# the Markdown code column of the site is about 100 characters wide: wider lines hide behind a scrollbar
+MAX_CODE_WIDTH = 100
 
 
 @dataclasses.dataclass
@@ -43,6 +48,27 @@ class Block:
     line: int  # 1-based line of the opening fence
     skip: str | None  # the no-test reason
     expected: str | None = None  # printed output the page states
+    included: bool = False  # made of snippet lines: source code included by section marker
+
+
+def include_snippets(code: str) -> str:
+    """Replace ``--8<-- "path:section"`` lines by the section of the file, as pymdownx.snippets does."""
+    out = []
+    for line in code.splitlines():
+        m = SNIPPET.match(line)
+        if not m:
+            out.append(line)
+            continue
+        path = ROOT / m["path"]
+        assert path.is_file(), f"snippet {m['path']!r} does not exist"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if m["section"]:
+            marks = [i for i, s in enumerate(lines) if re.search(rf"-+8<-+ \[(start|end):{m['section']}\]", s)]
+            assert len(marks) == 2 and "start" in lines[marks[0]], f"{m['path']}: no section {m['section']!r}"
+            lines = lines[marks[0] + 1 : marks[1]]
+        assert any(s.strip() for s in lines), f"snippet {m['path']}:{m['section']} is empty"
+        out += lines
+    return "\n".join(out) + "\n"
 
 
 def blocks(path: Path) -> list[Block]:
@@ -68,6 +94,8 @@ def blocks(path: Path) -> list[Block]:
         i += 1  # past the closing fence
         marker = NO_TEST.search(text_before)
         block = Block(m["lang"], "\n".join(body) + "\n", start + 1, marker["reason"] if marker else None)
+        if any(SNIPPET.match(line) for line in body):
+            block.code, block.included = include_snippets(block.code), True
         if block.lang == "text" and found and found[-1].lang == "python" and gap_is_blank:
             found[-1].expected = block.code
         found.append(block)
@@ -104,7 +132,7 @@ def test_page_code_runs_and_prints_what_it_says(page, tmp_path, monkeypatch):
     try:
         for block in python_blocks(page):
             where = f"{page.relative_to(ROOT)}:{block.line}"
-            if block.skip:
+            if block.skip or block.included:
                 compile(block.code, where, "exec")  # not run, but it must at least be valid Python
                 continue
             out = io.StringIO()
@@ -141,6 +169,27 @@ def test_no_test_markers_are_only_for_gpu_blocks():
                     f"{page.relative_to(ROOT)}:{b.line} skipped for {b.skip!r}: only GPU blocks may be"
                     " skipped"
                 )
+
+
+def test_no_code_line_is_wider_than_the_column():
+    wide = [
+        f"{page.relative_to(ROOT)}:{b.line}: {len(line)} characters: {line.strip()[:60]}..."
+        for page in PAGES
+        if page.parent != ROOT  # the site's pages (README.md is read on the forge, in a wider column)
+        for b in blocks(page)
+        for line in b.code.splitlines()
+        if len(line) > MAX_CODE_WIDTH
+    ]
+    assert not wide, f"code lines wider than {MAX_CODE_WIDTH} characters (wrap them):\n" + "\n".join(wide)
+
+
+def test_snippets_include_real_sections():
+    code = include_snippets('--8<-- "dualjac/rules/elementwise.py:sin"\n')
+    assert code.strip().startswith('_elementwise("sin"') and "8<" not in code
+    with pytest.raises(AssertionError, match="no section"):
+        include_snippets('--8<-- "dualjac/rules/elementwise.py:no-such-section"\n')
+    with pytest.raises(AssertionError, match="does not exist"):
+        include_snippets('--8<-- "dualjac/rules/no_such_file.py:sin"\n')
 
 
 def test_the_harness_finds_blocks_markers_and_outputs():
