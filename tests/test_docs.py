@@ -265,6 +265,13 @@ def test_remote_asset_pattern_can_fail():
         assert not REMOTE_ASSET.search(html), html
 
 
+def test_reference_pages_list_each_object_once(site):
+    for html in (site / "reference").rglob("*.html"):
+        ids = re.findall(r'id="(dualjac\.[^"]+)"', html.read_text(encoding="utf-8"))
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        assert not twice, f"{html.relative_to(site)} documents these twice: {twice}"
+
+
 def test_math_is_rendered_at_build_time(site):
     """Formulas are MathML in the HTML (no TeX left for a script), in headings and the table of contents too."""
     page = (site / "concepts" / "per-sample" / "index.html").read_text(encoding="utf-8")
