@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import os
 import re
@@ -192,6 +193,65 @@ def test_snippets_include_real_sections():
         include_snippets('--8<-- "dualjac/rules/no_such_file.py:sin"\n')
 
 
+def _shell_commands(text: str) -> list[list[str]]:
+    """The commands of a shell block: continuation lines joined, comments dropped, split like a shell."""
+    import shlex
+
+    lines = text.replace("\\\n", " ").splitlines()
+    return [cmd for cmd in (shlex.split(line, comments=True) for line in lines) if cmd]
+
+
+def _help(*command: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_shell_blocks_name_what_exists():
+    """Shell blocks are not run (installs, minutes-long benchmarks), but what they name must exist: the
+    extras, the modules and files, and every --option of dualjac's and the benchmarks' commands."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    helps: dict[tuple[str, ...], str] = {}
+    seen = 0
+    for page in PAGES:
+        for b in blocks(page):
+            if b.lang not in ("bash", "sh", "shell"):
+                continue
+            for cmd in _shell_commands(b.code):
+                where = f"{page.relative_to(ROOT)}:{b.line}: {' '.join(cmd)}"
+                seen += 1
+                if cmd[:2] == ["pip", "install"]:
+                    for arg in cmd[2:]:
+                        named = re.search(r"\[([\w,-]+)\]", arg)
+                        assert not named or set(named[1].split(",")) <= extras, f"{where}: no such extra"
+                elif cmd[:2] == ["python", "-m"]:
+                    module = cmd[2]
+                    assert importlib.util.find_spec(module) is not None, f"{where}: no module {module}"
+                    if module == "pytest":
+                        for arg in cmd[3:]:
+                            assert arg.startswith("-") or arg == "logcosh" or (ROOT / arg).exists(), where
+                    elif module.startswith("benchmarks"):
+                        key = ("-m", module)
+                        helps.setdefault(key, _help(*key))
+                        for opt in (a.split("=")[0] for a in cmd[3:] if a.startswith("--")):
+                            assert opt in helps[key], f"{where}: {module} has no option {opt}"
+                elif cmd[0] == "python":
+                    assert (ROOT / cmd[1]).is_file(), f"{where}: no file {cmd[1]}"
+                elif cmd[0] == "dualjac":
+                    key = ("-m", "dualjac", cmd[1])
+                    helps.setdefault(key, _help(*key))
+                    for opt in (a.split("=")[0] for a in cmd[2:] if a.startswith("--")):
+                        assert opt in helps[key], f"{where}: dualjac {cmd[1]} has no option {opt}"
+                else:
+                    assert cmd[0] in ("mkdocs", "make"), f"{where}: a command the test does not know"
+                    if cmd[0] == "make":
+                        assert re.search(rf"^{cmd[1]}:", (ROOT / "Makefile").read_text(), re.M), where
+    assert seen > 10
+
+
 def test_the_harness_finds_blocks_markers_and_outputs():
     md = (
         "x\n\n```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
@@ -286,6 +346,4 @@ def test_math_is_rendered_at_build_time(site):
 
 
 def _has_module(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
