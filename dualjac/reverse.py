@@ -257,6 +257,12 @@ def jacrev(
     linearized once; each backward pass over the tape carries ``chunk_size`` cotangent lanes (by
     default as many as ``config.tangent_bytes`` allows: usually all outputs in one pass).
 
+    :param f: the function: arrays (or pytrees of arrays) in, arrays (or a pytree) out, written with ``np.*``
+    :param argnums: which positional argument(s) to differentiate; a tuple gives a tuple of Jacobians
+    :param has_aux: ``f`` returns ``(output, aux)``: only ``output`` is differentiated, and the result is
+        ``(jacobian, aux)`` with ``aux`` as plain arrays (as in ``torch.func``)
+    :param chunk_size: cotangent lanes per backward pass (``None``: as the budget allows)
+
     >>> import numpy as np, dualjac as dj
     >>> J = dj.jacrev(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
     >>> J.tolist()
@@ -274,6 +280,11 @@ def jacrev(
 
 def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False) -> Callable[..., Any]:
     """The gradient of a scalar-valued ``f`` (``torch.func.grad``): one backward pass.
+
+    :param f: a scalar-valued function
+    :param argnums: which positional argument(s) to differentiate; a tuple gives a tuple of Jacobians
+    :param has_aux: ``f`` returns ``(output, aux)``: only ``output`` is differentiated, and the result is
+        ``(gradient, aux)`` with ``aux`` as plain arrays (as in ``torch.func``)
 
     >>> import numpy as np, dualjac as dj
     >>> dj.grad(lambda x: np.sum(np.sin(x)))(np.array([0.0, np.pi])).round(6).tolist()

@@ -324,6 +324,10 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     Like ``torch.func.jvp`` / ``jax.jvp``: ``primals`` and ``tangents`` are tuples of
     the same structure (arrays or pytrees of arrays).
 
+    :param f: the function: arrays (or pytrees of arrays) in, arrays (or a pytree) out, written with ``np.*``
+    :param primals: the point: a tuple with one entry per argument of ``f``
+    :param tangents: the direction: a tuple of the same structure and shapes as ``primals``
+
     >>> import numpy as np, dualjac as dj
     >>> out, t = dj.jvp(np.sin, (np.array(0.0),), (np.array(2.0),))
     >>> float(out), float(t)
@@ -377,6 +381,13 @@ def jacfwd(
     the input's structure (a tuple of them if ``argnums`` is a tuple), as in
     ``torch.func.jacfwd``. All input elements are seeded as lanes of one pass, or of
     several passes of ``chunk_size`` lanes.
+
+    :param f: the function: arrays (or pytrees of arrays) in, arrays (or a pytree) out, written with ``np.*``
+    :param argnums: which positional argument(s) to differentiate; a tuple gives a tuple of Jacobians
+    :param has_aux: ``f`` returns ``(output, aux)``: only ``output`` is differentiated, and the result is
+        ``(jacobian, aux)`` with ``aux`` as plain arrays (as in ``torch.func``)
+    :param chunk_size: lanes per pass (``None``: as many as ``config.tangent_bytes`` allows); the
+        result does not depend on it, only time and memory do
 
     >>> import numpy as np, dualjac as dj
     >>> J = dj.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -448,6 +459,12 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     one per output element, ``dualjac.reverse``) or ``"auto"``: forward for at most 64 input
     elements, else reverse when the output has at most a quarter as many elements.
 
+    :param f: the function: arrays (or pytrees of arrays) in, arrays (or a pytree) out, written with ``np.*``
+    :param inputs: an array, or a tuple of arrays passed as ``f(*inputs)``
+    :param chunk_size: lanes per pass (``None``: as many as ``config.tangent_bytes`` allows); the
+        result does not depend on it, only time and memory do
+    :param mode: ``"auto"`` (default), ``"forward"`` or ``"reverse"``; see above
+
     >>> import numpy as np, dualjac as dj
     >>> f = lambda x1, x2, x3: (x1 + x2, x3 * x1, x2 ** 3)
     >>> J = dj.jacobian(f, (np.array(3.0), np.array(4.0), np.array(5.0)))
@@ -499,6 +516,13 @@ def batch_jacobian(
     ``check_rows=False`` skips that pass (about ``2 / (n + 1)`` of the cost) when you know;
     it is skipped anyway where the lanes stayed implicit (elementwise functions, which
     cannot mix rows).
+
+    :param f: maps a batch ``(B, *in_item)`` to ``(B, *out_item)``, rows independently
+    :param x: the batch (a NumPy or CuPy array, or a batch-chunked ``dask.array.Array``)
+    :param chunk_size: lanes per pass (``None``: as many as ``config.tangent_bytes`` allows); the
+        result does not depend on it, only time and memory do
+    :param mode: ``"auto"`` (default), ``"forward"`` or ``"reverse"``; see above
+    :param check_rows: verify that ``f`` does not mix rows (one more single-lane pass)
 
     >>> import numpy as np, dualjac as dj
     >>> W = np.array([[1.0, 2.0], [3.0, 4.0]])
@@ -578,6 +602,10 @@ def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, mode: str
     """The Hessian of ``f``: ``jacfwd(jacfwd(f))`` (``mode="forward"``) or forward-over-reverse
     ``jacfwd(jacrev(f))`` (``mode="reverse"``, the Autodiff Cookbook's choice for wide inputs).
     ``"auto"`` picks forward-over-reverse for more than 64 input elements.
+
+    :param f: a scalar-valued function
+    :param argnums: which positional argument(s) to differentiate; a tuple gives a tuple of Jacobians
+    :param mode: ``"auto"`` (default), ``"forward"`` or ``"reverse"``; see above
 
     >>> import numpy as np, dualjac as dj
     >>> H = dj.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))

@@ -26,8 +26,10 @@ def _dpow_dy(xp, ans, x, y):
     return xp.where((x == 0) & (y >= 0), 0, ans * xp.log(x))
 
 
+# --8<-- [start:elementwise]  (shown in docs/concepts/writing-rules.md)
 def _elementwise(name, *jvp, primal=None):
     defrule(name, jvp=jvp, primal=primal, elementwise=True)
+# --8<-- [end:elementwise]
 
 
 # --- arithmetic -------------------------------------------------------------------
@@ -85,7 +87,9 @@ _elementwise(
 )
 
 # --- trigonometric and hyperbolic ------------------------------------------------------
+# --8<-- [start:sin]  (shown in docs/concepts/writing-rules.md)
 _elementwise("sin", lambda xp, ans, dx, x: xp.cos(x) * dx)
+# --8<-- [end:sin]
 _elementwise("cos", lambda xp, ans, dx, x: -xp.sin(x) * dx)
 _elementwise("tan", lambda xp, ans, dx, x: (1 + ans * ans) * dx)
 _elementwise("arcsin", lambda xp, ans, dx, x: dx / xp.sqrt(1 - x * x))

@@ -95,6 +95,7 @@ def _frobenius(xp, t, m):
 
 
 # --- matmul ----------------------------------------------------------------------------
+# --8<-- [start:matmul-jvp]  (shown in docs/concepts/writing-rules.md)
 def _matmul_dx(xp, ans, dx, x, y):
     # d(x @ y) = dx @ y + x @ dy; 1-D operands are a row (x) or column (y) vector
     if y.ndim == 1:  # (K, ..., n) @ (n,): one GEMV over all lanes and rows
@@ -110,6 +111,7 @@ def _matmul_dy(xp, ans, dy, x, y):
     if x.ndim == 1:  # x as a (1, n) row
         return left_product(xp, x[None], dy)[..., 0, :]
     return left_product(xp, x, dy)
+# --8<-- [end:matmul-jvp]
 
 
 def _c_product(xp, a, b):
@@ -144,7 +146,9 @@ def _matmul_diag_y(xp, ans, t, x, y):
     return _c_product(xp, cols, t.values[s : s + K].reshape((K,) + (1,) * (cols.ndim - 1)))
 
 
+# --8<-- [start:matmul]  (shown in docs/concepts/writing-rules.md)
 defrule("matmul", jvp=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmul_diag_y))
+# --8<-- [end:matmul]
 
 
 # --- dot, inner, tensordot, vdot, outer ---------------------------------------------------
@@ -286,18 +290,21 @@ def _solve_lanes(xp, a, r):
     return xp.moveaxis(x.reshape(rt.shape), -2, 0)
 
 
+# --8<-- [start:solve-jvp]  (shown in docs/concepts/writing-rules.md)
 def _solve_joint(xp, ans, ts, a, b):
-    # A X = B: dX = A^{-1} (dB - dA X), one batched solve for both. NumPy 2: b is a vector only when it is 1-D.
+    # A X = B: dX = A^{-1} (dB - dA X), one batched solve for both.
+    # NumPy 2: b is a vector only when it is 1-D.
     da, db = ts
     vec = b.ndim == 1
     x = ans[..., None] if vec else ans  # (..., n, m)
-    parts = (
+    parts = (  # -(dA X): negate the small factor, not the K lanes
         None if db is None else lanes_to_rank(db[..., None] if vec else db, x.ndim),
-        None if da is None else right_product(xp, da, -x),  # -(dA X): negate the small factor, not K lanes
+        None if da is None else right_product(xp, da, -x),
     )
     r = sum_parts(parts)
     dx = _solve_lanes(xp, a, xp.broadcast_to(r, r.shape[:1] + x.shape))
     return dx[..., 0] if vec else dx
+# --8<-- [end:solve-jvp]
 
 
 def _inv_dx(xp, ans, da, a):
@@ -367,7 +374,9 @@ def _pinv_primal(xp, a, hermitian=False, rcond=None, rtol=None):
         return xp.linalg.pinv(a, **cut)
 
 
+# --8<-- [start:solve]  (shown in docs/concepts/writing-rules.md)
 defrule("solve", primal=lambda xp, a, b: xp.linalg.solve(a, b), joint=_solve_joint)
+# --8<-- [end:solve]
 defrule("inv", primal=lambda xp, a: xp.linalg.inv(a), jvp=(_inv_dx,))
 defrule("det", primal=lambda xp, a: xp.linalg.det(a), jvp=(_det_dx,))
 defrule("slogdet", primal=lambda xp, a: xp.linalg.slogdet(a), joint=_slogdet_joint)
