@@ -23,9 +23,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# numpy and torch: the demo lowers torch models
+# numpy and torch: the demo lowers torch models (the same pinned torch as the tests: an open range
+# would fetch the newest release, several GB with its CUDA libraries)
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[torch]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[torch]"
 	touch $@
 
 # torch pinned for the tests (the package itself takes torch>=2.6); the test extra (pytest, ruff,
