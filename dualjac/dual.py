@@ -336,6 +336,13 @@ def _where() -> str:
 _TWINS = {f"scipy.special.{f}": f"dualjac.nn.{f}" for f in ("logsumexp", "softmax", "log_softmax")}
 
 
+def value(x: Any) -> Any:
+    """The plain value under any number of Dual levels (for integer/boolean results, masks, indices)."""
+    while type(x) is Dual:
+        x = x.primal
+    return x
+
+
 # The NumPy layer (``numpy_api``, which maps NumPy calls to rules) plugs itself in here when it is
 # imported, so this module imports nothing above it.
 _api: Any = None

@@ -23,12 +23,14 @@ import numpy as np
 from .backend import is_array
 from .dual import Dual
 from .numpy_api import value
-from .rules import apply
+from .rules import apply, as_array
 
 Axis = int | tuple[int, ...] | None
 
 
 def _arr(x: Any) -> Any:
+    """A Dual or array as it is; a list (Duals inside kept) or a Python number as a floating array."""
+    x = as_array(x)
     return x if type(x) is Dual or is_array(x) else np.asarray(x, dtype=np.result_type(float, np.asarray(x)))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import dual as _dual
 from . import scipy_api
 from .backend import array_namespace, is_array, namespace_of_type
-from .dual import Dual
+from .dual import Dual, value
 from .errors import UnsupportedOpError
 from .rules import apply, as_array
 
@@ -141,13 +141,6 @@ def _reject_out(what: str, out: Any) -> None:
 
 
 # --- helpers used by several entries ---------------------------------------------------
-def value(x: Any) -> Any:
-    """The plain value under any number of Dual levels (for integer/boolean results)."""
-    while type(x) is Dual:
-        x = x.primal
-    return x
-
-
 def reshape(x: Any, shape: Any, order: str = "C") -> Any:
     if order != "C":
         raise UnsupportedOpError(f"reshape with order={order!r}", "only order='C' is supported")

@@ -19,7 +19,7 @@ from .backend import array_namespace
 from .dual import Dual
 from .errors import UnsupportedOpError
 from .numpy_api import FUNCTIONS, value
-from .rules import apply
+from .rules import apply, as_array
 
 
 def _arr(x: Any, like: Any = None) -> Any:
@@ -27,7 +27,9 @@ def _arr(x: Any, like: Any = None) -> Any:
     ``like`` (NumPy without it): a list next to a CuPy array becomes a CuPy array."""
     if type(x) is Dual or hasattr(x, "shape"):
         return x
-    return (np if like is None else array_namespace(value(like))).asarray(x)
+    if isinstance(x, (list, tuple)):
+        return as_array(x, like)  # (Duals inside a list keep their tangents)
+    return array_namespace(value(like)).asarray(x)
 
 
 def _constant(what: str, **args: Any) -> None:

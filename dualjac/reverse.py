@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from .levels import close_level, open_level
 from .numpy_api import value
 from .settings import Progress
 from .tape import output_ids, trace
-from .transforms import AUTO_MIN_INPUTS, _call, _check_input, _lanes_of, _primal, _ready, _strip, config
+from .transforms import AUTO_MIN_INPUTS, _call, _check_input, _lanes_of, _primal, _ready, _strip, argnum_tuple, config
 from .tree import flatten, unflatten
 
 log = logging.getLogger("dualjac")
@@ -114,17 +115,6 @@ class Linearized:
                 raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
             return min(chunk_size, max(total, 1))
         return max(1, min(total, config.tangent_bytes // max(1, self.tape.widest * itemsize)))
-
-
-def _argnums(argnums: int | tuple[int, ...], n: int) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    for a in nums:
-        if not -n <= a < n:
-            raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
-    nums = tuple(a % n for a in nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums {argnums} names an argument twice: each argument is differentiated once")
-    return nums
 
 
 # --- linearize, vjp ------------------------------------------------------------------------
@@ -270,9 +260,9 @@ def jacrev(
     """
 
     def jac_f(*args: Any) -> Any:
-        nums = _argnums(argnums, len(args))
+        nums = argnum_tuple(argnums, len(args))
         lin = Linearized(f, args, nums, has_aux)
-        jac = _assemble(lin, _rows(lin, chunk_size), isinstance(argnums, int))
+        jac = _assemble(lin, _rows(lin, chunk_size), isinstance(argnums, numbers.Integral))
         return (jac, lin.aux) if has_aux else jac
 
     return jac_f
@@ -292,7 +282,7 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: 
     """
 
     def grad_f(*args: Any) -> Any:
-        nums = _argnums(argnums, len(args))
+        nums = argnum_tuple(argnums, len(args))
         lin = Linearized(f, args, nums, has_aux)
         if len(lin.outs) != 1 or np.shape(value(lin.outs[0])) != ():
             shapes = [tuple(np.shape(value(o))) for o in lin.outs]
@@ -304,7 +294,7 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: 
         seed = array_namespace(o).ones((1,), dtype=getattr(o, "dtype", np.float64))
         res = [r[0] for r in lin.backward([seed])]
         g = unflatten(lin.in_def, res)
-        g = g[0] if isinstance(argnums, int) else g
+        g = g[0] if isinstance(argnums, numbers.Integral) else g
         return (g, lin.aux) if has_aux else g
 
     return grad_f
@@ -370,7 +360,7 @@ def hessian_inner(f: Callable[..., Any], argnums: Any, mode: str, args: tuple) -
     from .transforms import jacfwd
 
     if mode == "auto":
-        nums = _argnums(argnums, len(args))
+        nums = argnum_tuple(argnums, len(args))
         n_in = sum(int(np.size(value(x))) for a in nums for x in flatten(args[a])[0])
         mode = "reverse" if n_in > AUTO_MIN_INPUTS else "forward"
         log.debug("dualjac hessian mode=auto: %s-over-forward/reverse (%d inputs)", mode, n_in)

@@ -38,6 +38,19 @@ _log = logging.getLogger("dualjac")
 
 
 # --- inputs ---------------------------------------------------------------------------
+def argnum_tuple(argnums: Any, n: int) -> tuple[int, ...]:
+    """``argnums`` (an integer, NumPy's too, or a tuple of them) as nonnegative positions among ``n``
+    positional arguments, each named once."""
+    nums = (int(argnums),) if isinstance(argnums, numbers.Integral) else tuple(int(a) for a in argnums)
+    for a in nums:
+        if not -n <= a < n:
+            raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
+    nums = tuple(a % n for a in nums)
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"argnums {argnums} names an argument twice: each argument is differentiated once")
+    return nums
+
+
 def _check_function(f: Any) -> None:
     if any(c.__module__.startswith("torch") for c in type(f).__mro__[:-1]):
         raise TypeError(
@@ -397,16 +410,10 @@ def jacfwd(
 
     _check_function(f)
 
+    single = isinstance(argnums, numbers.Integral)
+
     def jac_f(*args: Any, **kwargs: Any) -> Any:
-        n = len(args)
-        single = isinstance(argnums, numbers.Integral)
-        nums = (int(argnums),) if single else tuple(int(a) for a in argnums)
-        for a in nums:
-            if not -n <= a < n:
-                raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
-        nums = tuple([a % n for a in nums])
-        if len(set(nums)) != len(nums):
-            raise ValueError(f"argnums {argnums} names an argument twice: each argument is differentiated once")
+        nums = argnum_tuple(argnums, len(args))
         wrt = tuple([args[a] for a in nums])
         leaves, in_def = flatten(wrt)
         inputs = _Inputs(

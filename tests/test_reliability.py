@@ -242,6 +242,14 @@ def test_array_likes_are_accepted_like_numpy(f):
     np.testing.assert_allclose(dj.jacfwd(f)(x), fd_jacobian(f, x), rtol=1e-7, atol=1e-8)
 
 
+def test_lists_holding_duals_keep_their_tangents():
+    x = np.array([0.5, -1.0])
+    J = dj.jacfwd(lambda x: np.append(x, [x[0] * 3]))(x)  # NumPy's append takes a list of values
+    np.testing.assert_array_equal(J, [[1, 0], [0, 1], [3, 0]])
+    J = dj.jacfwd(lambda x: dj.nn.relu([x[0], 2 * x[1]]))(np.array([0.5, 1.0]))
+    np.testing.assert_array_equal(J, [[1, 0], [0, 2]])
+
+
 def test_list_indices_are_accepted_where_numpy_needs_an_array():
     x = np.array([0.5, -1.0, 2.0])
     J = dj.jacfwd(lambda x: np.take_along_axis(np.outer(x, x), [[0], [2], [1]], 1))(x)
@@ -439,6 +447,8 @@ def test_transform_conveniences():
     f = lambda x, scale=1.0: x * scale
     np.testing.assert_allclose(dj.jacfwd(f)(np.ones(2), scale=3.0), 3 * np.eye(2))
     np.testing.assert_allclose(dj.jacfwd(f, argnums=np.int64(0))(np.ones(2)), np.eye(2))
+    np.testing.assert_allclose(dj.jacrev(f, argnums=np.int64(0))(np.ones(2)), np.eye(2))  # reverse mode too
+    np.testing.assert_allclose(dj.grad(lambda x: (x * x).sum(), argnums=np.int64(0))(np.ones(2)), [2.0, 2.0])
     d = defaultdict(float, a=np.ones(2))
     J = dj.jacfwd(lambda d: d["a"] * 2)(d)
     assert isinstance(J, defaultdict) and J.default_factory is float

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..dual import Dual
+from ..dual import value
 from .table import defrule, select
 
 
@@ -166,10 +166,4 @@ for _name in (
 
 # torch's detach() and jax.lax.stop_gradient: the value, declared constant (a deliberate zero tangent),
 # for every enclosing transform too (under dj.hessian, not only the innermost one)
-def _stop_gradient(xp, x):
-    while type(x) is Dual:
-        x = x.primal
-    return x
-
-
-defrule("stop_gradient", primal=_stop_gradient, nondiff=True)
+defrule("stop_gradient", primal=lambda xp, x: value(x), nondiff=True)

@@ -16,15 +16,8 @@ from __future__ import annotations
 
 import numbers
 
-from ..dual import Dual
+from ..dual import value
 from .table import defrule
-
-
-def _value(x):
-    """The plain value under any Dual levels: segment indices and masks are piecewise constant."""
-    while type(x) is Dual:
-        x = x.primal
-    return x
 
 
 # --- gradient -----------------------------------------------------------------------------------
@@ -64,7 +57,7 @@ def _segment(xp, x, knots, period):
     if period is not None:
         x = x % period
     n = knots.shape[-1]
-    j = xp.clip(xp.searchsorted(knots, _value(x), side="right") - 1, 0, max(n - 2, 0))
+    j = xp.clip(xp.searchsorted(knots, value(x), side="right") - 1, 0, max(n - 2, 0))
     h = knots[xp.minimum(j + 1, n - 1)] - knots[j]
     t = (x - knots[j]) / xp.where(h == 0, 1, h)
     return x, j, t, h
@@ -76,7 +69,7 @@ def _interp_dx(xp, ans, dx, x, xs, fp, left=None, right=None, period=None):
         return 0 * dx
     xr, j, _, h = _segment(xp, x, knots, period)
     slope = (fp[idx[j + 1]] - fp[idx[j]]) / xp.where(h == 0, 1, h)
-    xr = _value(xr)
+    xr = value(xr)
     inside = (xr >= knots[0]) & (xr <= knots[-1]) & (h != 0)
     return xp.where(inside, slope, 0 * slope) * dx
 
@@ -92,7 +85,7 @@ def _interp_dfp(xp, ans, dfp, x, xs, fp, left=None, right=None, period=None):
         first, last = dfp[:, idx[0]], dfp[:, idx[-1]]
         first = zero if left is not None else first.reshape(first.shape + (1,) * x.ndim)
         last = zero if right is not None else last.reshape(last.shape + (1,) * x.ndim)
-        xr = _value(xr)
+        xr = value(xr)
         d = xp.where(xr < knots[0], first, xp.where(xr > knots[-1], last, d))
     return d
 

@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 from .. import budget, buffers
 from ..backend import array_namespace
-from ..dual import Dual
+from ..dual import Dual, value
 from ..errors import ComplexValueError, UnsupportedOpError
 from ..lanes import Diagonal, dense
 from ..levels import ACTIVE, escaped
@@ -247,14 +247,15 @@ def _as_arrays(args: tuple) -> tuple:
     return tuple(as_array(a) if type(a) is list or type(a) is tuple else a for a in args)
 
 
-def as_array(a: Any) -> Any:
-    """An array-like (nested lists/tuples of numbers, arrays or Duals) as one array or Dual."""
+def as_array(a: Any, like: Any = None) -> Any:
+    """An array-like (nested lists/tuples of numbers, arrays or Duals) as one array or Dual, of the
+    arrays' library or ``like``'s (a list next to a CuPy array becomes a CuPy array)."""
     if type(a) is not list and type(a) is not tuple:
         return a
-    items = [as_array(e) for e in a]
+    items = [as_array(e, like) for e in a]
     if any(type(e) is Dual for e in items):
         return apply("stack", *items, axis=0)
-    return array_namespace(*items).asarray(items)
+    return array_namespace(*items, value(like)).asarray(items)
 
 
 def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals: tuple, params: dict) -> Any:
