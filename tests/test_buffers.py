@@ -17,7 +17,7 @@ SPECS = [s for s in all_specs() if s.fd]
 @pytest.fixture
 def every_array_pooled(monkeypatch):
     """Pool every lane array, however small, so the spec table's tiny shapes take the pooled path
-    (elementwise rules applied to a unit tangent, out= products and GEMMs)."""
+    (factor * tangent products, out= products and GEMMs)."""
     monkeypatch.setattr(buffers, "MIN_BYTES", 0)
     yield
     buffers.clear()
@@ -76,15 +76,15 @@ def test_threads_sharing_the_pool_get_their_own_buffers(rng):
         np.testing.assert_array_equal(g, w)
 
 
-def test_a_factor_that_python_cannot_compute_falls_back_to_the_rule(rng, every_array_pooled):
+def test_division_by_a_python_zero_is_numpys_inf(rng, every_array_pooled):
     W = rng.standard_normal((4, 5))
     with np.errstate(divide="ignore"):
-        J = dj.jacfwd(lambda x: (x @ W) / 0)(np.ones(4))  # the factor 1.0 / 0 raises in Python
+        J = dj.jacfwd(lambda x: (x @ W) / 0)(np.ones(4))  # a Python 1.0 / 0 would raise
     assert np.isinf(J).all()
 
 
-def test_an_infinite_factor_falls_back_to_the_rules_own_order(rng, every_array_pooled, monkeypatch):
-    """d(1/y) = -ans * dy / y stays finite in float32 where (-ans / y) * dy overflows."""
+def test_division_keeps_float32_range(rng, every_array_pooled, monkeypatch):
+    """d(1/y) = -ans * dy / y stays finite in float32 where the factor -ans / y overflows."""
     W = np.abs(rng.standard_normal((4, 8))).astype(np.float32)
     f = lambda x: 1.0 / (np.float32(1e-21) * (x @ W) + np.float32(1e-20))
     x = np.ones(4, np.float32)

@@ -254,7 +254,7 @@ def test_every_linear_primitive_transposes(shape, fn, dtype, rng):
 
 def test_a_non_linear_use_of_a_tangent_is_named(monkeypatch):
     rule = dj.RULES["sin"]
-    monkeypatch.setitem(dj.RULES, "sin", rule._replace(jvp=(lambda xp, ans, dx, x: dx * dx,)))
+    monkeypatch.setitem(dj.RULES, "sin", rule._replace(form="pointwise", per_arg=(lambda xp, ans, dx, x: dx * dx,)))
     with pytest.raises(dj.NonLinearError, match="product of two tangents.*mode='forward'"):
         dj.grad(lambda x: np.sin(x).sum())(np.ones(3))
     # forward mode runs the same (wrong) rule without complaint: only reverse mode needs linearity

@@ -96,17 +96,17 @@ def _frobenius(xp, t, m):
 
 # --- matmul ----------------------------------------------------------------------------
 # --8<-- [start:matmul-jvp]  (shown in docs/concepts/writing-rules.md)
-def _matmul_dx(xp, ans, dx, x, y):
+def _matmul_dx(xp, dx, y):
     # d(x @ y) = dx @ y + x @ dy; 1-D operands are a row (x) or column (y) vector
     if y.ndim == 1:  # (K, ..., n) @ (n,): one GEMV over all lanes and rows
         return (dx.reshape(-1, dx.shape[-1]) @ y).reshape(dx.shape[:-1])
-    if x.ndim == 1:  # (K, n) @ (..., n, m) -> (..., K, m): the lanes are the rows
+    if dx.ndim == 2:  # x is 1-D: (K, n) @ (..., n, m) -> (..., K, m): the lanes are the rows
         return xp.moveaxis(dx @ y, -2, 0)
     return right_product(xp, dx, y)
 
 
-def _matmul_dy(xp, ans, dy, x, y):
-    if y.ndim == 1:  # x @ dy^T: (..., m, n) @ (n, K) -> (..., m, K); or (n,) @ (n, K)
+def _matmul_dy(xp, x, dy):
+    if dy.ndim == 2:  # y is 1-D: x @ dy^T: (..., m, n) @ (n, K) -> (..., m, K); or (n,) @ (n, K)
         return dy @ x if x.ndim == 1 else xp.moveaxis(x @ dy.T, -1, 0)
     if x.ndim == 1:  # x as a (1, n) row
         return left_product(xp, x[None], dy)[..., 0, :]
@@ -147,7 +147,7 @@ def _matmul_diag_y(xp, ans, t, x, y):
 
 
 # --8<-- [start:matmul]  (shown in docs/concepts/writing-rules.md)
-defrule("matmul", jvp=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmul_diag_y))
+defrule("matmul", bilinear=(_matmul_dx, _matmul_dy), diagonal=(_matmul_diag_x, _matmul_diag_y))
 # --8<-- [end:matmul]
 
 
@@ -174,20 +174,20 @@ def _inner_axes(na, nb):
 
 
 def _contraction(axes_of):
-    """The per-argument rules of ``tensordot(a, b, axes_of(a.ndim, b.ndim, **params))``: one GEMM
-    per differentiated operand, the lanes riding in a free dimension. ``axes_of`` gives None where
-    the op is the product ``a * b`` (dot and inner with a 0-d operand)."""
+    """The bilinear form of ``tensordot(a, b, axes_of(a.ndim, b.ndim, **params))``: one GEMM per
+    differentiated operand, the lanes riding in a free dimension. ``axes_of`` gives None where the
+    op is the product ``a * b`` (dot and inner with a 0-d operand)."""
 
-    def da_rule(xp, ans, da, a, b, **params):
-        axes = axes_of(_ndim(a), _ndim(b), **params)
+    def da_rule(xp, da, b, **params):
+        axes = axes_of(da.ndim - 1, _ndim(b), **params)
         if axes is None:
-            return lanes_to_rank(da, ans.ndim) * b
+            return lanes_to_rank(da, _ndim(b)) * b
         return xp.tensordot(da, b, axes=([i + 1 for i in axes[0]], axes[1]))  # (K, a_free, b_free)
 
-    def db_rule(xp, ans, db, a, b, **params):
-        axes = axes_of(_ndim(a), _ndim(b), **params)
+    def db_rule(xp, a, db, **params):
+        axes = axes_of(_ndim(a), db.ndim - 1, **params)
         if axes is None:
-            return a * lanes_to_rank(db, ans.ndim)
+            return a * lanes_to_rank(db, _ndim(a))
         axes_a, axes_b = axes
         tb = xp.tensordot(a, db, axes=(axes_a, [i + 1 for i in axes_b]))  # (a_free, K, b_free)
         return xp.moveaxis(tb, _ndim(a) - len(axes_a), 0)
@@ -195,25 +195,25 @@ def _contraction(axes_of):
     return da_rule, db_rule
 
 
-def _vdot_da(xp, ans, da, a, b):
+def _vdot_da(xp, da, b):
     # vdot(a, b) = sum(a.ravel() * b.ravel()) (real inputs): symmetric in a and b
     return da.reshape(da.shape[0], -1) @ _flat(xp, b)
 
 
-def _outer_da(xp, ans, da, a, b):
+def _outer_da(xp, da, b):
     # outer(a, b)[i, j] = a.ravel()[i] * b.ravel()[j]
     return da.reshape(da.shape[0], -1, 1) * _flat(xp, b)
 
 
-def _outer_db(xp, ans, db, a, b):
+def _outer_db(xp, a, db):
     return _flat(xp, a)[:, None] * db.reshape(db.shape[0], 1, -1)
 
 
-defrule("dot", jvp=_contraction(_dot_axes))
-defrule("inner", jvp=_contraction(_inner_axes))
-defrule("tensordot", jvp=_contraction(tensordot_axes))
-defrule("vdot", jvp=(_vdot_da, lambda xp, ans, db, a, b: _vdot_da(xp, ans, db, b, a)))
-defrule("outer", jvp=(_outer_da, _outer_db))
+defrule("dot", bilinear=_contraction(_dot_axes))
+defrule("inner", bilinear=_contraction(_inner_axes))
+defrule("tensordot", bilinear=_contraction(tensordot_axes))
+defrule("vdot", bilinear=(_vdot_da, lambda xp, a, db: _vdot_da(xp, db, a)))
+defrule("outer", bilinear=(_outer_da, _outer_db))
 
 
 # --- einsum ----------------------------------------------------------------------------
@@ -252,29 +252,30 @@ defrule(
 
 # --- trace, diagonal, tril, triu: linear ---------------------------------------------------
 def _on_axes(which):
-    def dx_rule(xp, ans, dx, x, offset=0, axis1=0, axis2=1):
+    def dx_rule(xp, dx, x, offset=0, axis1=0, axis2=1):
         return getattr(xp, which)(dx, offset=offset, axis1=neg_axis(axis1, x.ndim), axis2=neg_axis(axis2, x.ndim))
 
     return dx_rule
 
 
 def _triangle(which):
-    def dx_rule(xp, ans, dx, x, k=0):
+    def dx_rule(xp, dx, x, k=0):
         if x.ndim >= 2:
             return getattr(xp, which)(dx, k=k)
         # a 1-D x is broadcast to rows of a square matrix first (NumPy's mask is tri(n, n))
-        mask = xp.tri(*ans.shape[-2:], k=k if which == "tril" else k - 1, dtype=bool)
+        n = x.shape[-1]
+        mask = xp.tri(n, n, k=k if which == "tril" else k - 1, dtype=bool)
         if which == "triu":
             mask = ~mask
-        return xp.where(mask, lanes_to_rank(dx, ans.ndim), xp.zeros((), dtype=ans.dtype))
+        return xp.where(mask, lanes_to_rank(dx, 2), xp.zeros((), dtype=dx.dtype))
 
     return dx_rule
 
 
-defrule("trace", jvp=(_on_axes("trace"),))
-defrule("diagonal", jvp=(_on_axes("diagonal"),))
-defrule("tril", jvp=(_triangle("tril"),))
-defrule("triu", jvp=(_triangle("triu"),))
+defrule("trace", linear=_on_axes("trace"))
+defrule("diagonal", linear=_on_axes("diagonal"))
+defrule("tril", linear=_triangle("tril"))
+defrule("triu", linear=_triangle("triu"))
 
 
 # --- np.linalg ---------------------------------------------------------------------------

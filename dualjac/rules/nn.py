@@ -33,12 +33,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 def _act(name, primal, d):
     """An elementwise activation ``primal(xp, x, **p)`` with derivative ``d(xp, ans, x, **p)``."""
-    defrule(
-        name,
-        primal=primal,
-        jvp=(lambda xp, ans, dx, x, **p: d(xp, ans, x, **p) * dx,),
-        elementwise=True,
-    )
+    defrule(name, primal=primal, factors=(d,))
 
 
 def _act_select(name, primal, mask, factor=None):
@@ -49,7 +44,7 @@ def _act_select(name, primal, mask, factor=None):
         d = dx if factor is None else factor(xp, ans, x, **p) * dx
         return select(xp, ans, mask(xp, x, **p), d, nan_where=ans)
 
-    defrule(name, primal=primal, jvp=(jvp,), elementwise=True, selects=True)
+    defrule(name, primal=primal, jvp=(jvp,), elementwise=True)
 
 
 def _sum_parts(xp, ans, parts):

@@ -73,11 +73,11 @@ def _last(xp, x, ax):
 
 
 # --- sum, mean, prod ---------------------------------------------------------------
-def _sum_jvp(xp, ans, dx, x, axis=None, keepdims=False):
+def _sum_lanes(xp, dx, x, axis=None, keepdims=False):
     return xp.sum(dx, axis=neg_axes(axis, x.ndim), keepdims=keepdims)
 
 
-def _mean_jvp(xp, ans, dx, x, axis=None, keepdims=False):
+def _mean_lanes(xp, dx, x, axis=None, keepdims=False):
     return xp.mean(dx, axis=neg_axes(axis, x.ndim), keepdims=keepdims)
 
 
@@ -99,8 +99,8 @@ def _prod_jvp(xp, ans, dx, x, axis=None, keepdims=False):
     return _out(xp, ans, xp.sum(others * _last(xp, dx, ax), axis=-1))
 
 
-defrule("sum", jvp=(_sum_jvp,))
-defrule("mean", jvp=(_mean_jvp,))
+defrule("sum", linear=_sum_lanes)
+defrule("mean", linear=_mean_lanes)
 defrule("prod", jvp=(_prod_jvp,))
 
 
@@ -140,7 +140,7 @@ defrule("std", jvp=(_std_jvp,))
 
 
 # --- cumulative sum and product ------------------------------------------------------------
-def _cumsum_jvp(xp, ans, dx, x, axis):
+def _cumsum_lanes(xp, dx, x, axis):
     return xp.cumsum(dx, axis=neg_axis(axis, x.ndim))
 
 
@@ -176,7 +176,7 @@ def _cumprod_poly(xp, xm, dxm):
     return xp.sum(w * dxm.reshape(dxm.shape + (1,)), axis=-2)
 
 
-defrule("cumsum", primal=lambda xp, x, axis: xp.cumsum(x, axis=axis), jvp=(_cumsum_jvp,))
+defrule("cumsum", primal=lambda xp, x, axis: xp.cumsum(x, axis=axis), linear=_cumsum_lanes)
 defrule("cumprod", primal=lambda xp, x, axis: xp.cumprod(x, axis=axis), jvp=(_cumprod_jvp,))
 
 

@@ -32,35 +32,35 @@ def _flat(dx):
 defrule(
     "reshape",
     primal=lambda xp, x, shape: xp.reshape(x, shape),
-    jvp=(lambda xp, ans, dx, x, shape: xp.reshape(dx, dx.shape[:1] + tuple(ans.shape)),),
+    linear=lambda xp, dx, x, shape: xp.reshape(dx, dx.shape[:1] + xp.shape(xp.reshape(x, shape))),
 )
 
 
-def _transpose_dx(xp, ans, dx, x, axes=None):
+def _transpose_dx(xp, dx, x, axes=None):
     axes = range(x.ndim)[::-1] if axes is None else axes
     return xp.transpose(dx, (0,) + tuple(1 + a % x.ndim for a in axes))  # lane axis stays 0
 
 
-defrule("transpose", primal=lambda xp, x, axes=None: xp.transpose(x, axes), jvp=(_transpose_dx,))
+defrule("transpose", primal=lambda xp, x, axes=None: xp.transpose(x, axes), linear=_transpose_dx)
 
 
-def _broadcast_to_dx(xp, ans, dx, x, shape):
+def _broadcast_to_dx(xp, dx, x, shape):
     dx = lanes_to_rank(dx, len(shape))  # (K, 1, ..., *x.shape): new axes go after the lanes
     return xp.broadcast_to(dx, dx.shape[:1] + tuple(shape))  # a read-only view: never written
 
 
-defrule("broadcast_to", primal=lambda xp, x, shape: xp.broadcast_to(x, shape), jvp=(_broadcast_to_dx,))
+defrule("broadcast_to", primal=lambda xp, x, shape: xp.broadcast_to(x, shape), linear=_broadcast_to_dx)
 
 
-def _tile_dx(xp, ans, dx, x, reps):
+def _tile_dx(xp, dx, x, reps):
     nd = max(x.ndim, len(reps))  # NumPy pads the shorter of x.shape and reps with leading 1s
     return xp.tile(lanes_to_rank(dx, nd), (1,) * (1 + nd - len(reps)) + tuple(reps))
 
 
-defrule("tile", primal=lambda xp, x, reps: xp.tile(x, reps), jvp=(_tile_dx,))
+defrule("tile", primal=lambda xp, x, reps: xp.tile(x, reps), linear=_tile_dx)
 
 
-def _repeat_dx(xp, ans, dx, x, repeats, axis=None):
+def _repeat_dx(xp, dx, x, repeats, axis=None):
     if axis is None:  # NumPy repeats the flattened array
         return xp.repeat(_flat(dx), repeats, axis=-1)
     return xp.repeat(dx, repeats, axis=neg_axis(axis, x.ndim))
@@ -69,17 +69,17 @@ def _repeat_dx(xp, ans, dx, x, repeats, axis=None):
 defrule(
     "repeat",
     primal=lambda xp, x, repeats, axis=None: xp.repeat(x, repeats, axis=axis),
-    jvp=(_repeat_dx,),
+    linear=_repeat_dx,
 )
 
 
-def _roll_dx(xp, ans, dx, x, shift, axis=None):
+def _roll_dx(xp, dx, x, shift, axis=None):
     if axis is None:  # NumPy rolls the flattened array and restores the shape
         return xp.roll(_flat(dx), shift, axis=-1).reshape(dx.shape)
     return xp.roll(dx, shift, axis=neg_axes(axis, x.ndim))
 
 
-defrule("roll", primal=lambda xp, x, shift, axis=None: xp.roll(x, shift, axis=axis), jvp=(_roll_dx,))
+defrule("roll", primal=lambda xp, x, shift, axis=None: xp.roll(x, shift, axis=axis), linear=_roll_dx)
 
 
 # --- joining -----------------------------------------------------------------------
@@ -136,14 +136,14 @@ def _pad_primal(xp, x, pad_width, mode="constant", **kw):
     return xp.pad(x, pad_width, mode=mode, **kw)
 
 
-def _pad_dx(xp, ans, dx, x, pad_width, mode="constant", **kw):
+def _pad_dx(xp, dx, x, pad_width, mode="constant", **kw):
     # Each mode is linear in x once its constants (constant_values, end_values) are zero:
     # pad every lane the same way, and pad the lane axis by nothing.
     kw = {k: (0 if k in ("constant_values", "end_values") else v) for k, v in kw.items()}
     return xp.pad(dx, ((0, 0),) + _pad_pairs(pad_width, x.ndim), mode=mode, **kw)
 
 
-defrule("pad", primal=_pad_primal, jvp=(_pad_dx,))
+defrule("pad", primal=_pad_primal, linear=_pad_dx)
 
 
 # --- selecting by condition or bounds (elementwise) ---------------------------------
@@ -156,7 +156,6 @@ defrule(
         lambda xp, ans, dy, cond, x, y: select(xp, ans, ~cond, dy),
     ),
     elementwise=True,
-    selects=True,
 )
 
 
@@ -177,7 +176,6 @@ defrule(
         lambda xp, ans, dhi, x, lo, hi: select(xp, ans, _clip_masks(xp, x, lo, hi)[2], dhi, nan_where=ans),
     ),
     elementwise=True,
-    selects=True,
 )
 
 
@@ -204,14 +202,14 @@ def _lanes_last(xp, dx, key):
     return xp.moveaxis(dx, 0, -1), key + tail
 
 
-def _getitem_dx(xp, ans, dx, x, key):
+def _getitem_dx(xp, dx, x, key):
     if not _lanes_move(key):
         return dx[(LANES,) + key]
     view, lkey = _lanes_last(xp, dx, key)
     return xp.moveaxis(view[lkey], -1, 0)
 
 
-defrule("getitem", primal=lambda xp, x, key: x[key], jvp=(_getitem_dx,))
+defrule("getitem", primal=lambda xp, x, key: x[key], linear=_getitem_dx)
 
 
 def _holding(xp, t, v):
@@ -258,7 +256,7 @@ def _setitem_dvalue(xp, ans, dv, x, value, key):
 defrule("setitem", primal=_setitem_primal, jvp=(_setitem_dx, _setitem_dvalue))
 
 
-def _take_dx(xp, ans, dx, x, indices, axis=None):
+def _take_dx(xp, dx, x, indices, axis=None):
     if axis is None:  # NumPy takes from the flattened array
         return xp.take(_flat(dx), indices, axis=-1)
     return xp.take(dx, indices, axis=neg_axis(axis, x.ndim))
@@ -267,7 +265,7 @@ def _take_dx(xp, ans, dx, x, indices, axis=None):
 defrule(
     "take",
     primal=lambda xp, x, indices, axis=None: xp.take(x, indices, axis=axis),
-    jvp=(_take_dx,),
+    linear=_take_dx,
 )
 
 
@@ -281,7 +279,7 @@ def _along_axis(xp, dx, indices, axis, ndim):
 defrule(
     "take_along_axis",
     primal=lambda xp, x, indices, axis=-1: xp.take_along_axis(x, indices, axis=axis),
-    jvp=(lambda xp, ans, dx, x, indices, axis=-1: _along_axis(xp, dx, indices, axis, x.ndim),),
+    linear=lambda xp, dx, x, indices, axis=-1: _along_axis(xp, dx, indices, axis, x.ndim),
 )
 
 
@@ -304,4 +302,4 @@ def _astype_joint(xp, ans, ts, x, dtype):
 
 
 defrule("astype", primal=lambda xp, x, dtype: x.astype(dtype), joint=_astype_joint)
-defrule("copy", primal=lambda xp, x: xp.copy(x), jvp=(lambda xp, ans, dx, x: xp.copy(dx),))
+defrule("copy", primal=lambda xp, x: xp.copy(x), linear=lambda xp, dx, x: xp.copy(dx))

@@ -39,8 +39,8 @@ def _ufunc(name):
     return primal
 
 
-def _elementwise(name, *jvp):
-    defrule(name, primal=_ufunc(name), jvp=jvp, elementwise=True)
+def _elementwise(name, *factors):
+    defrule(name, primal=_ufunc(name), factors=factors)
 
 
 def _dsinc(xp, x):
@@ -55,35 +55,34 @@ def _dsinc(xp, x):
     return xp.where(small, series, direct)
 
 
-defrule("sinc", jvp=(lambda xp, ans, dx, x: _dsinc(xp, x) * dx,), elementwise=True)
-_elementwise("expit", lambda xp, ans, dx, x: ans * (1 - ans) * dx)
-_elementwise("logit", lambda xp, ans, dx, x: dx / (x * (1 - x)))
+defrule("sinc", factors=(lambda xp, ans, x: _dsinc(xp, x),))
+_elementwise("expit", lambda xp, ans, x: ans * (1 - ans))
+_elementwise("logit", lambda xp, ans, x: 1 / (x * (1 - x)))
 # erf is rules/nn.py's (no SciPy needed: the torch adapter's aten.erf uses it too); erfc' = -erf'
 # and erfinv' = sqrt(pi)/2 e^{erfinv(x)^2}
-_elementwise("erfc", lambda xp, ans, dx, x: (-2 / math.sqrt(math.pi)) * xp.exp(-x * x) * dx)
-_elementwise("erfinv", lambda xp, ans, dx, x: (math.sqrt(math.pi) / 2) * xp.exp(ans * ans) * dx)
+_elementwise("erfc", lambda xp, ans, x: (-2 / math.sqrt(math.pi)) * xp.exp(-x * x))
+_elementwise("erfinv", lambda xp, ans, x: (math.sqrt(math.pi) / 2) * xp.exp(ans * ans))
 # ndtr = Phi, the normal CDF: Phi' = phi = e^{-x^2/2} / sqrt(2 pi); log_ndtr' = phi / Phi = e^{-x^2/2 - ans} / sqrt(2pi)
-_elementwise("ndtr", lambda xp, ans, dx, x: xp.exp(-0.5 * x * x) / SQRT_2PI * dx)
-_elementwise("log_ndtr", lambda xp, ans, dx, x: xp.exp(-0.5 * x * x - ans) / SQRT_2PI * dx)
-_elementwise("gammaln", lambda xp, ans, dx, x: apply("digamma", x) * dx)
-_elementwise("digamma", lambda xp, ans, dx, x: apply("polygamma", x, n=1) * dx)
+_elementwise("ndtr", lambda xp, ans, x: xp.exp(-0.5 * x * x) / SQRT_2PI)
+_elementwise("log_ndtr", lambda xp, ans, x: xp.exp(-0.5 * x * x - ans) / SQRT_2PI)
+_elementwise("gammaln", lambda xp, ans, x: apply("digamma", x))
+_elementwise("digamma", lambda xp, ans, x: apply("polygamma", x, n=1))
 defrule(
     # scipy.special.polygamma(n, x) is a Python function, not a ufunc: reach this rule with apply (a lower-level
     # Dual, under nested transforms, too)
     "polygamma",
     primal=lambda xp, x, n: apply("polygamma", x, n=n) if type(x) is Dual else special(xp).polygamma(n, x),
-    jvp=(lambda xp, ans, dx, x, n: apply("polygamma", x, n=n + 1) * dx,),
-    elementwise=True,
+    factors=(lambda xp, ans, x, n: apply("polygamma", x, n=n + 1),),
 )
 _elementwise(
     "xlogy",
-    lambda xp, ans, dx, x, y: xp.where((x == 0) & (y == 0), 0 * y, xp.log(y)) * dx,
-    lambda xp, ans, dy, x, y: xp.where(x == 0, 0 * x, x / y) * dy,
+    lambda xp, ans, x, y: xp.where((x == 0) & (y == 0), 0 * y, xp.log(y)),
+    lambda xp, ans, x, y: xp.where(x == 0, 0 * x, x / y),
 )
 _elementwise(
     "xlog1py",
-    lambda xp, ans, dx, x, y: xp.where((x == 0) & (y == -1), 0 * y, xp.log1p(y)) * dx,
-    lambda xp, ans, dy, x, y: xp.where(x == 0, 0 * x, x / (1 + y)) * dy,
+    lambda xp, ans, x, y: xp.where((x == 0) & (y == -1), 0 * y, xp.log1p(y)),
+    lambda xp, ans, x, y: xp.where(x == 0, 0 * x, x / (1 + y)),
 )
 
 # the rules whose primal is SciPy's (or CuPy's cupyx.scipy): usable once SciPy is installed

@@ -1,44 +1,40 @@
 """The one rules table: every differentiable op, defined once, reached only through ``apply``.
 
-A rule is data: the op's primal function and its tangent (JVP) rule. NumPy
-dispatch (``numpy_api``), the op graph (``graph``) and the torch adapter all call
-``apply(op, *args, **params)``; none of them knows a derivative.
+A rule is data: the op's primal function and its tangent rule, in the form a textbook gives it.
+NumPy dispatch (``numpy_api``), the op graph (``graph``) and the torch adapter all call
+``apply(op, *args, **params)``; none of them knows a derivative. A tangent has shape
+``(K, *x.shape)``: K lanes, K directions pushed forward at once.
 
-Forms of tangent rules (argument order is always ``(xp, ans, d<arg>, *primals, **params)``):
+The forms (``defrule`` takes exactly one; ``xp`` is the array namespace, ``ans`` the result):
 
-* ``jvp=(rule_for_arg0, rule_for_arg1, ...)``: one rule per argument. ``apply``
-  calls only the rules of arguments that are Duals and sums the contributions
-  (constants are symbolic zeros). ``None`` marks an argument with no derivative
-  (an integer index, say); passing a Dual there raises.
-* ``joint=f(xp, ans, tangents, *primals, **params)``: one rule for all arguments,
-  ``tangents[i]`` being ``None`` for a constant. For ops over a variable number of
-  arrays (concatenate, stack, einsum) or with several outputs.
-* ``nondiff=True``: piecewise-constant ops (comparisons, floor, sign): the result
-  is a plain array, the symbolic zero tangent.
-* ``diagonal=(handler_for_arg0, ...)`` (optional, next to ``jvp=``): for a non-elementwise
-  op that can use implicit identity lanes (``lanes.Diagonal``) without writing them out.
-  ``handler(xp, ans, diag, *primals, **params)`` returns argument i's contribution
-  ``(K, *ans.shape)``, or None where its shortcut does not apply; ``apply`` then passes
-  ``diag.dense()`` to the ordinary rule. No other rule ever sees a ``Diagonal``.
+* ``factors=(f0, f1, ...)``, elementwise ops: ``f_i(xp, ans, *primals, **params)`` is the
+  partial derivative of the result in argument i, pointwise (``sin``: ``cos(x)``). ``apply``
+  multiplies each by its tangent: ``d ans = sum_i f_i * d_i``. ``None``: not differentiable there.
+* ``linear=lanes``, ops linear in their first argument (reshape, transpose, indexing, sum):
+  the tangent map is the op itself, ``lanes(xp, dx, *primals, **params)`` applying it to all K
+  lanes of ``dx`` at once (axes made negative, ``neg_axes``, so they name the same axis).
+* ``bilinear=(left, right)``, ops linear in each of two arguments (matmul, tensordot, outer):
+  ``d(x * y) = dx * y + x * dy``, ``left(xp, dx, y, **params)`` and ``right(xp, x, dy, **params)``
+  being the op with one argument carrying lanes (folded into one GEMM where they can be).
+* ``jvp=(rule0, rule1, ...)``, everything else: one rule per argument,
+  ``rule_i(xp, ans, d_i, *primals, **params)``. With ``elementwise=True`` the rule is pointwise
+  in the tangent but not a product (a selection: ``where``, ``maximum``, ``relu``).
+* ``joint=f(xp, ans, tangents, *primals, **params)``: one rule for all arguments, for ops over a
+  variable number of arrays (concatenate, einsum) or with several outputs; ``tangents[i]`` is
+  None for a constant.
+* ``nondiff=True``: piecewise-constant ops (comparisons, floor): the result is a plain array.
 
-Lane discipline: a tangent has shape ``(K, *x.shape)``. For ``elementwise`` rules,
-``apply`` first reshapes each tangent to ``(K, 1, ..., *x.shape)`` with the output's
-rank, so ``xp.cos(x) * dx`` broadcasts correctly for any mix of argument shapes,
-and broadcasts the summed result to ``(K, *ans.shape)``. Other rules receive the
-raw ``(K, *x.shape)`` tangents and handle the lane axis themselves (axis
-parameters are made negative so they mean the same axis for primal and tangent).
+``apply`` calls the rules of the arguments that are Duals only (a constant's contribution is a
+symbolic zero), sums the contributions and broadcasts the sum to ``(K, *ans.shape)``. For
+elementwise forms (factors, and ``jvp`` with ``elementwise=True``) it first reshapes each tangent
+to ``(K, 1, ..., *x.shape)`` with the result's rank, so a rule broadcasts like its primal.
 
-An elementwise rule must be linear and pointwise in its tangent and must not look at
-the tangent's shape: ``apply`` may run it on a single lane of implicit identity lanes, or,
-for big lane arrays, on ``dx = 1.0`` to get the factor it then writes as ``factor * dx``
-into a reused buffer (``dualjac/buffers.py``). A rule that *selects* tangents
-(``where(mask, dx, 0)``: where, clip, maximum, relu, ...) declares ``selects=True`` and never
-takes that path: a selection gives 0 where an untaken tangent is inf or NaN, a product
-``0 * inf`` would give NaN.
-
-Before an op's tangent is computed, ``budget.check`` compares its size with the memory
-budget of the pass it belongs to (``dualjac/budget.py``): a pass that would exceed it stops
-there and the transform re-plans with fewer lanes.
+Strategies that make this loop fast live beside it, each in one named function:
+``common_diagonal`` (implicit identity lanes: an elementwise chain on a freshly seeded input
+runs on one lane, ``lanes.Diagonal``), ``scale`` (a big ``factor * dx`` written into reused
+memory, ``buffers``), and a rule's own ``diagonal=`` handlers (``x @ W`` on seeded lanes is
+rows of ``W``). Before a tangent is computed, ``budget.check`` stops a pass that would exceed
+its memory budget, and the transform re-plans with fewer lanes.
 """
 
 from __future__ import annotations
@@ -53,16 +49,16 @@ from ..errors import ComplexValueError, UnsupportedOpError
 from ..lanes import Diagonal, dense
 from ..levels import ACTIVE, escaped
 
+POINTWISE = frozenset(("factors", "pointwise"))  # forms whose tangents are aligned to the result's rank
+
 
 class Rule(NamedTuple):
     name: str
     primal: Callable[..., Any]
-    jvp: tuple[Callable[..., Any] | None, ...] = ()
+    form: str  # "factors", "pointwise", "linear", "bilinear", "jvp", "joint" or "nondiff"
+    per_arg: tuple[Callable[..., Any] | None, ...] = ()  # factors, or tangent rules, one per argument
     joint: Callable[..., Any] | None = None
-    elementwise: bool = False
-    nondiff: bool = False
     diagonal: tuple[Callable[..., Any] | None, ...] = ()
-    selects: bool = False
 
 
 RULES: dict[str, Rule] = {}
@@ -80,34 +76,65 @@ def _xp_function(name: str) -> Callable[..., Any]:
     return primal
 
 
+def _linear_rule(lanes: Callable[..., Any]) -> Callable[..., Any]:
+    def rule(xp, ans, dx, *primals, **params):
+        return lanes(xp, dx, *primals, **params)
+
+    return rule
+
+
+def _bilinear_rules(left: Callable[..., Any], right: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
+    def rule_x(xp, ans, dx, x, y, **params):
+        return left(xp, dx, y, **params)
+
+    def rule_y(xp, ans, dy, x, y, **params):
+        return right(xp, x, dy, **params)
+
+    return rule_x, rule_y
+
+
 def defrule(
     name: str,
     *,
     primal: Callable[..., Any] | None = None,
+    factors: tuple[Callable[..., Any] | None, ...] = (),
+    linear: Callable[..., Any] | None = None,
+    bilinear: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
     jvp: tuple[Callable[..., Any] | None, ...] = (),
     joint: Callable[..., Any] | None = None,
-    elementwise: bool = False,
     nondiff: bool = False,
+    elementwise: bool = False,
     diagonal: tuple[Callable[..., Any] | None, ...] = (),
-    selects: bool = False,
 ) -> Rule:
-    """Add op ``name`` to the table. ``primal`` defaults to ``xp.<name>``.
+    """Add op ``name`` to the table, its tangent rule in one of the forms of ``dualjac.rules.table``.
+    ``primal(xp, *args, **params)`` defaults to ``xp.<name>``.
 
-    >>> from dualjac.rules import RULES
-    >>> RULES["sin"].elementwise
-    True
+    >>> import numpy as np, dualjac as dj
+    >>> _ = dj.defrule("sinh_", primal=lambda xp, x: xp.sinh(x), factors=(lambda xp, ans, x: xp.cosh(x),))
+    >>> dj.jacfwd(lambda x: dj.rules.apply("sinh_", x))(np.array([0.0, 1.0])).round(4).tolist()
+    [[1.0, 0.0], [0.0, 1.5431]]
+    >>> _ = dj.RULES.pop("sinh_")
     """
     if name in RULES:
         raise ValueError(f"rule {name!r} is defined twice")
-    if sum((bool(jvp), joint is not None, nondiff)) != 1:
-        raise ValueError(f"rule {name!r} needs exactly one of jvp=, joint=, nondiff=True")
-    if diagonal and not jvp:
-        raise ValueError(f"rule {name!r}: diagonal= handlers go with per-argument jvp= rules")
-    rule = Rule(name, primal or _xp_function(name), tuple(jvp), joint, elementwise, nondiff, tuple(diagonal), selects)
+    given = {"factors": bool(factors), "linear": linear is not None, "bilinear": bilinear is not None,
+             "jvp": bool(jvp), "joint": joint is not None, "nondiff": nondiff}  # fmt: skip
+    if sum(given.values()) != 1:
+        raise ValueError(f"rule {name!r} needs exactly one of factors=, linear=, bilinear=, jvp=, joint=, nondiff=True")
+    form = next(f for f, on in given.items() if on)
+    if elementwise and form != "jvp":
+        raise ValueError(f"rule {name!r}: elementwise=True goes with jvp= (factors= are elementwise already)")
+    if diagonal and form in ("joint", "nondiff"):
+        raise ValueError(f"rule {name!r}: diagonal= handlers go with per-argument rules")
+    per_arg = {"factors": tuple(factors), "jvp": tuple(jvp), "linear": (linear and _linear_rule(linear),),
+               "bilinear": bilinear and _bilinear_rules(*bilinear)}.get(form, ())  # fmt: skip
+    form = "pointwise" if elementwise else form
+    rule = Rule(name, primal or _xp_function(name), form, per_arg, joint, tuple(diagonal))
     RULES[name] = rule
     return rule
 
 
+# --- helpers for writing rules ---------------------------------------------------------
 def lanes_to_rank(dx: Any, ndim: int) -> Any:
     """Reshape a ``(K, *S)`` tangent to ``(K, 1, ..., *S)`` with ``1 + ndim`` axes."""
     missing = ndim - (dx.ndim - 1)
@@ -158,6 +185,9 @@ def neg_axes(axis: Any, ndim: int) -> Any:
     return neg_axis(axis, ndim)
 
 
+
+# --- apply: the one door ----------------------------------------------------------------
+# --8<-- [start:apply]  (shown in docs/concepts/writing-rules.md)
 def apply(name: str, *args: Any, **params: Any) -> Any:
     """Evaluate op ``name`` on arrays or Duals: the one door to the rules table.
 
@@ -170,7 +200,82 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     rule = RULES.get(name)
     if rule is None:
         raise UnsupportedOpError(name)
-    level = 0  # the innermost transform among the arguments; lower levels are constants here
+    args, level = _arguments(args)  # the innermost transform among them; lower levels are constants
+    if level == 0:
+        return rule.primal(array_namespace(*args), *args, **params)
+    primals = tuple([a.primal if type(a) is Dual and a.level == level else a for a in args])
+    xp = array_namespace(*primals)
+    ans = rule.primal(xp, *primals, **params)
+    if rule.form == "nondiff":
+        return ans
+    _real(name, ans)
+    tangents = [a.tangent if type(a) is Dual and a.level == level else None for a in args]
+    if rule.joint is not None:
+        budget.check(level, ans)
+        tangents = [dense(t) for t in tangents]
+        return _wrap(ans, _joint(name, rule, tangents)(xp, ans, tangents, *primals, **params), level)
+
+    diag = common_diagonal(tangents, ans) if rule.form in POINTWISE else None
+    if diag is None:
+        budget.check(level, ans)
+    total = None
+    for i, t in enumerate(tangents):
+        if t is not None:  # None: a constant, whose contribution is a symbolic zero
+            part = contribution(rule, i, xp, ans, t.values[None] if diag is not None else t, primals, params)
+            total = part if total is None else total + part
+    if diag is not None:  # one lane stood for all of them
+        return Dual(ans, diag.with_values(_as_result(total[0], ans)), level)
+    return Dual(ans, _as_result(total, ans, xp), level)
+# --8<-- [end:apply]
+
+
+def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
+    """Argument i's part of the result's tangent, given its tangent ``t``."""
+    f = rule.per_arg[i] if i < len(rule.per_arg) else None
+    if f is None:
+        raise UnsupportedOpError(
+            f"{rule.name} (argument {i})", f"argument {i} of {rule.name} is not differentiable; pass a constant there"
+        )
+    if type(t) is Diagonal:
+        handler = rule.diagonal[i] if i < len(rule.diagonal) else None
+        part = handler(xp, ans, t, *primals, **params) if handler is not None else None
+        if part is not None:  # the handler's shortcut applied
+            return part
+        t = t.dense()
+    if rule.form in POINTWISE and t.ndim <= ans.ndim:
+        t = lanes_to_rank(t, ans.ndim)
+    if rule.form == "factors":
+        return scale(xp, f(xp, ans, *primals, **params), t, ans)
+    return f(xp, ans, t, *primals, **params)
+
+
+def scale(xp: Any, factor: Any, t: Any, ans: Any) -> Any:
+    """``factor * t``; a big product of full-size lanes goes into reused memory (``buffers``)."""
+    if (type(factor) is int or type(factor) is float) and factor == 1:  # add, positive: t passes as it is
+        return t
+    if t.shape[1:] == ans.shape and buffers.plain(factor) and buffers.plain(t):
+        out = buffers.out_for(t.shape, t, dtype=ans.dtype)
+        if out is not None:
+            return xp.multiply(factor, t, out=out)
+    return factor * t
+
+
+def common_diagonal(tangents: list, ans: Any) -> Diagonal | None:
+    """The implicit identity lanes all differentiated arguments share, if each has them at the
+    result's shape (no broadcasting): an elementwise op then runs on one lane, ``values``."""
+    diag = None
+    for t in tangents:
+        if t is not None:
+            if type(t) is not Diagonal or t.values.shape != ans.shape or (diag is not None and not diag.like(t)):
+                return None
+            diag = t
+    return diag
+
+
+def _arguments(args: tuple) -> tuple[tuple, int]:
+    """The arguments as ``apply`` uses them, and the innermost level among them (0: no Dual).
+    Lists become arrays, a view of a Dual written since re-reads its base, an escaped Dual raises."""
+    level = 0
     for a in args:
         t = type(a)
         if t is Dual:
@@ -179,18 +284,13 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             if a.level > level:
                 level = a.level
         elif t is list or t is tuple:  # array-likes, as NumPy takes them
-            args = _as_arrays(args)
-            return apply(name, *args, **params)
-    if level == 0:
-        return rule.primal(array_namespace(*args), *args, **params)
-    if level not in ACTIVE:  # (a lower-level escaped Dual is caught when the primal applies it)
+            return _arguments(tuple(as_array(a) if type(a) in (list, tuple) else a for a in args))
+    if level and level not in ACTIVE:  # (a lower-level escaped Dual is caught when the primal applies it)
         raise escaped(level)
+    return args, level
 
-    primals = tuple([a.primal if type(a) is Dual and a.level == level else a for a in args])
-    xp = array_namespace(*primals)
-    ans = rule.primal(xp, *primals, **params)
-    if rule.nondiff:
-        return ans
+
+def _real(name: str, ans: Any) -> None:
     if getattr(getattr(ans, "dtype", None), "kind", "f") == "c":
         raise ComplexValueError(
             f"{name} gave a complex result from a differentiated value: dualjac carries real tangents "
@@ -198,53 +298,22 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
             "imaginary parts as separate real arrays (e.g. cos(x) and sin(x) for exp(1j * x))"
         )
 
-    if rule.joint is not None:
-        budget.check(level, ans)
-        tangents = [dense(a.tangent) if type(a) is Dual and a.level == level else None for a in args]
-        joint = rule.joint
-        if name in SYMBOLIC and any(getattr(t, "_dualjac_symbolic", False) for t in tangents):
-            joint = SYMBOLIC[name]
-        return _wrap(ans, joint(xp, ans, tangents, *primals, **params), level)
 
-    diag = _common_diagonal(args, level, ans) if rule.elementwise else None
-    if diag is None:
-        budget.check(level, ans)
-    tangent = None
-    ndim = ans.ndim if rule.elementwise else -1
-    for i, a in enumerate(args):
-        if type(a) is not Dual or a.level != level:
-            continue  # a constant: its contribution is a symbolic zero
-        jvp_i = rule.jvp[i] if i < len(rule.jvp) else None
-        if jvp_i is None:
-            raise UnsupportedOpError(
-                f"{name} (argument {i})",
-                f"argument {i} of {name} is not differentiable; pass a constant there",
-            )
-        t, contrib = a.tangent, None
-        if type(t) is Diagonal and diag is None and i < len(rule.diagonal) and rule.diagonal[i] is not None:
-            contrib = rule.diagonal[i](xp, ans, t, *primals, **params)  # opted in: None if it does not apply
-        if contrib is None:
-            dx = t.values[None] if diag is not None else dense(t)  # one lane stands for all
-            if dx.ndim <= ndim:
-                dx = lanes_to_rank(dx, ndim)
-            big = not rule.selects and diag is None and ndim >= 0 and ans.size * dx.shape[0] * 8 >= buffers.MIN_BYTES
-            contrib = _times_factor(xp, ans, dx, jvp_i, primals, params) if big else None
-            if contrib is None:
-                contrib = jvp_i(xp, ans, dx, *primals, **params)
-        tangent = contrib if tangent is None else tangent + contrib
-    if tangent.dtype != ans.dtype:  # a float32 Dual meeting a float64 constant: the result's dtype wins
+def _joint(name: str, rule: Rule, tangents: list) -> Callable[..., Any]:
+    """The joint rule, or reverse mode's recording of it where a tangent is symbolic."""
+    if name in SYMBOLIC and any(getattr(t, "_dualjac_symbolic", False) for t in tangents):
+        return SYMBOLIC[name]
+    return rule.joint
+
+
+def _as_result(tangent: Any, ans: Any, xp: Any = None) -> Any:
+    """A tangent in the result's dtype (a float32 Dual meeting a float64 constant gives float32)
+    and, given ``xp``, broadcast to ``(K, *ans.shape)``."""
+    if tangent.dtype != ans.dtype:
         tangent = tangent.astype(ans.dtype)
-    if diag is not None:
-        return Dual(ans, diag.with_values(tangent[0]), level)
-    if rule.elementwise and tangent.shape[1:] != ans.shape:
+    if xp is not None and tangent.shape[1:] != ans.shape:
         tangent = xp.broadcast_to(tangent, tangent.shape[:1] + ans.shape)
-    return Dual(ans, tangent, level)
-
-
-def _as_arrays(args: tuple) -> tuple:
-    """Lists and tuples among an op's array arguments as arrays (a nested list holding Duals is
-    stacked, so its tangents are kept)."""
-    return tuple(as_array(a) if type(a) is list or type(a) is tuple else a for a in args)
+    return tangent
 
 
 def as_array(a: Any, like: Any = None) -> Any:
@@ -256,39 +325,6 @@ def as_array(a: Any, like: Any = None) -> Any:
     if any(type(e) is Dual for e in items):
         return apply("stack", *items, axis=0)
     return array_namespace(*items, value(like)).asarray(items)
-
-
-def _times_factor(xp: Any, ans: Any, dx: Any, jvp_i: Callable[..., Any], primals: tuple, params: dict) -> Any:
-    """``factor * dx`` written into a reused buffer (``dualjac/buffers.py``), for the big dense lanes
-    of an elementwise op: its rule is linear and pointwise in the tangent, so applied to a unit
-    tangent it gives the factor. None where this does not apply: the caller runs the rule on dx."""
-    out = buffers.out_for((dx.shape[0],) + ans.shape, dx, dtype=ans.dtype)
-    if out is None:  # no pool here (CuPy, a Dual tangent, reuse turned off): the rule as written
-        return None
-    try:
-        factor = jvp_i(xp, ans, 1.0, *primals, **params)
-    except (ZeroDivisionError, OverflowError):  # Python-scalar arithmetic (1.0 / 0): NumPy's order gives inf
-        return None
-    if type(factor) is float and factor == 1.0:
-        return dx  # ``out`` is dropped unused, and so is free again
-    # a Dual of an outer transform (nested) cannot go into out=; an inf/nan factor may be finite in the
-    # rule's own order of operations (-ans * dy / y against (-ans / y) * dy), so the rule decides
-    if not buffers.plain(factor) or not xp.isfinite(factor).all():
-        return None
-    return xp.multiply(factor, dx, out=out)
-
-
-def _common_diagonal(args: tuple, level: int, ans: Any) -> Diagonal | None:
-    """The shared implicit-identity structure of all differentiated arguments, if every one
-    has it and none is broadcast up to ``ans`` (elementwise ops then keep it)."""
-    diag = None
-    for a in args:
-        if type(a) is Dual and a.level == level:
-            t = a.tangent
-            if type(t) is not Diagonal or a.primal.shape != ans.shape or (diag is not None and not diag.like(t)):
-                return None
-            diag = t
-    return diag
 
 
 def _wrap(ans: Any, tangent: Any, level: int) -> Any:
