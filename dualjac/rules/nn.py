@@ -47,12 +47,6 @@ def _act_select(name, primal, mask, factor=None):
     defrule(name, primal=primal, jvp=(jvp,), elementwise=True)
 
 
-def _sum_parts(xp, ans, parts):
-    """The summed contributions, broadcast to the lane-carrying result shape ``(K, *ans.shape)``."""
-    out = sum_parts(parts)
-    return xp.broadcast_to(out, out.shape[:1] + ans.shape)
-
-
 # --- erf / erfc (W. J. Cody's rational approximations, ~1e-16 relative in float64) ------
 
 
@@ -226,20 +220,18 @@ def _linear(xp, x, w, b=None):
     return y if b is None else y + b
 
 
-def _linear_joint(xp, ans, ts, x, w, b=None):
-    dx, dw, db = (list(ts) + [None])[:3]
-    K = next(t for t in ts if t is not None).shape[0]
-    parts = []
-    if dx is not None:  # lanes folded into the rows
-        parts.append(_lin(dx, w))
-    if dw is not None:  # x @ dw[k].T for every lane k
-        parts.append(xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape((K,) + ans.shape))
-    if db is not None:
-        parts.append(lanes_to_rank(db, ans.ndim))
-    return _sum_parts(xp, ans, parts)
-
-
-defrule("linear", primal=_linear, joint=_linear_joint)
+# y = x W^T + b: bilinear in (x, W), linear in b
+defrule(
+    "linear",
+    primal=_linear,
+    jvp=(
+        lambda xp, ans, dx, x, w, b=None: _lin(dx, w),  # lanes folded into the rows
+        lambda xp, ans, dw, x, w, b=None: xp.matmul(x.reshape(-1, x.shape[-1]), xp.swapaxes(dw, -1, -2)).reshape(
+            dw.shape[:1] + ans.shape
+        ),  # x @ dw[k].T for every lane k
+        lambda xp, ans, db, x, w, b=None: lanes_to_rank(db, ans.ndim),
+    ),
+)
 
 
 def _bil(xp, a, w, c):
@@ -253,23 +245,19 @@ def _bilinear(xp, x1, x2, w, b=None):
     return y if b is None else y + b
 
 
-def _bilinear_joint(xp, ans, ts, x1, x2, w, b=None):
-    d1, d2, dw, db = (list(ts) + [None])[:4]
-    K = next(t for t in ts if t is not None).shape[0]
-    nd = ans.ndim
-    parts = []
-    if d1 is not None:
-        parts.append(_bil(xp, d1, w, x2))
-    if d2 is not None:
-        parts.append(_bil(xp, x1, w, d2))
-    if dw is not None:  # dw (K, o, i, j) against x's leading axes
-        parts.append(_bil(xp, x1, dw.reshape((K,) + (1,) * (nd - 1) + dw.shape[1:]), x2))
-    if db is not None:
-        parts.append(lanes_to_rank(db, nd))
-    return _sum_parts(xp, ans, parts)
-
-
-defrule("bilinear", primal=_bilinear, joint=_bilinear_joint)
+# y = x1^T W x2 + b: linear in each of x1, x2, W and b
+defrule(
+    "bilinear",
+    primal=_bilinear,
+    jvp=(
+        lambda xp, ans, d1, x1, x2, w, b=None: _bil(xp, d1, w, x2),
+        lambda xp, ans, d2, x1, x2, w, b=None: _bil(xp, x1, w, d2),
+        lambda xp, ans, dw, x1, x2, w, b=None: _bil(  # dw (K, o, i, j) against x's leading axes
+            xp, x1, dw.reshape(dw.shape[:1] + (1,) * (ans.ndim - 1) + dw.shape[1:]), x2
+        ),
+        lambda xp, ans, db, x1, x2, w, b=None: lanes_to_rank(db, ans.ndim),
+    ),
+)
 
 
 # --- convolution (im2col + GEMM) -----------------------------------------------------------------
@@ -299,7 +287,8 @@ def _conv_layer_joint(xp, ans, ts, x, w, groups, plan):
         parts.append(kconv.gemm(xp, w_in(dw), cols, groups, osz).reshape((K,) + ans.shape))
     if db is not None:
         parts.append(lanes_to_rank(kconv.per_channel(db, w.ndim - 2), ans.ndim))
-    return _sum_parts(xp, ans, parts)
+    out = sum_parts(parts)
+    return xp.broadcast_to(out, out.shape[:1] + ans.shape)
 
 
 def _conv(xp, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -375,11 +364,7 @@ def _avg_pool(xp, x, kernel_size, stride=None, padding=0, ceil_mode=False, count
     return total / div.astype(x.dtype)
 
 
-defrule(
-    "avg_pool",
-    primal=_avg_pool,
-    jvp=(lambda xp, ans, dx, x, *a, **p: _avg_pool(xp, dx, *a, **p),),  # linear: the lanes are more batch
-)
+defrule("avg_pool", primal=_avg_pool, linear=lambda xp, dx, x, *a, **p: _avg_pool(xp, dx, *a, **p))  # lanes: more batch
 
 
 def _adaptive_avg_pool(xp, x, output_size):
@@ -396,7 +381,7 @@ def _adaptive_avg_pool(xp, x, output_size):
 defrule(
     "adaptive_avg_pool",
     primal=_adaptive_avg_pool,
-    jvp=(lambda xp, ans, dx, x, output_size: _adaptive_avg_pool(xp, dx, output_size),),
+    linear=lambda xp, dx, x, output_size: _adaptive_avg_pool(xp, dx, output_size),
 )
 
 
@@ -414,29 +399,39 @@ def _batch_norm(xp, x, mean, var, weight=None, bias=None, eps=1e-5):
     return y if bias is None else y + kconv.per_channel(bias, x.ndim - 2)
 
 
-def _batch_norm_joint(xp, ans, ts, x, mean, var, weight=None, bias=None, eps=1e-5):
-    # y = (x - m) r w + b with r = (v + eps)^-1/2:
-    # dy = r w (dx - dm) - (x - m) r^3 w dv / 2 + (x - m) r dw + db
-    dx, dm, dv, dw, db = (list(ts) + [None] * 5)[:5]
+def _bn_terms(xp, x, mean, var, weight, eps):
+    """x - m, r = (v + eps)^-1/2 and r w, per channel."""
     nd = x.ndim
     r = 1 / xp.sqrt(kconv.per_channel(var, nd - 2) + eps)
     rw = r if weight is None else r * kconv.per_channel(weight, nd - 2)
-    xm = x - kconv.per_channel(mean, nd - 2)
-    parts = []
-    if dx is not None:
-        parts.append(rw * dx)
-    if dm is not None:
-        parts.append(-rw * _bn_lanes(dm, nd))
-    if dv is not None:
-        parts.append((-0.5 * xm * rw * r * r) * _bn_lanes(dv, nd))
-    if dw is not None:
-        parts.append((xm * r) * _bn_lanes(dw, nd))
-    if db is not None:
-        parts.append(_bn_lanes(db, nd))
-    return _sum_parts(xp, ans, parts)
+    return x - kconv.per_channel(mean, nd - 2), r, rw
 
 
-defrule("batch_norm", primal=_batch_norm, joint=_batch_norm_joint)
+# y = (x - m) r w + b with r = (v + eps)^-1/2:
+# dy = r w (dx - dm) - (x - m) r^3 w dv / 2 + (x - m) r dw + db
+def _bn_dx(xp, ans, dx, x, mean, var, weight=None, bias=None, eps=1e-5):
+    return _bn_terms(xp, x, mean, var, weight, eps)[2] * dx
+
+
+def _bn_dmean(xp, ans, dm, x, mean, var, weight=None, bias=None, eps=1e-5):
+    return -_bn_terms(xp, x, mean, var, weight, eps)[2] * _bn_lanes(dm, x.ndim)
+
+
+def _bn_dvar(xp, ans, dv, x, mean, var, weight=None, bias=None, eps=1e-5):
+    xm, r, rw = _bn_terms(xp, x, mean, var, weight, eps)
+    return (-0.5 * xm * rw * r * r) * _bn_lanes(dv, x.ndim)
+
+
+def _bn_dweight(xp, ans, dw, x, mean, var, weight=None, bias=None, eps=1e-5):
+    xm, r, _ = _bn_terms(xp, x, mean, var, weight, eps)
+    return (xm * r) * _bn_lanes(dw, x.ndim)
+
+
+def _bn_dbias(xp, ans, db, x, *args, **params):
+    return _bn_lanes(db, x.ndim)
+
+
+defrule("batch_norm", primal=_batch_norm, jvp=(_bn_dx, _bn_dmean, _bn_dvar, _bn_dweight, _bn_dbias))
 
 
 def _standardize(xp, x, axes, eps):
@@ -466,22 +461,21 @@ def _layer_norm(xp, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
     return y if bias is None else y + bias
 
 
-def _layer_norm_joint(xp, ans, ts, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
-    dx, dw, db = (list(ts) + [None] * 3)[:3]
+def _layer_norm_dx(xp, ans, dx, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
     axes = _ln_axes(x, weight, normalized_shape)
-    xhat, r = _standardize(xp, x, axes, eps)
-    parts = []
-    if dx is not None:
-        t = _dstandardize(xp, xhat, r, dx, axes)
-        parts.append(t if weight is None else t * weight)
-    if dw is not None:
-        parts.append(xhat * lanes_to_rank(dw, x.ndim))
-    if db is not None:
-        parts.append(lanes_to_rank(db, x.ndim))
-    return _sum_parts(xp, ans, parts)
+    t = _dstandardize(xp, *_standardize(xp, x, axes, eps), dx, axes)
+    return t if weight is None else t * weight
 
 
-defrule("layer_norm", primal=_layer_norm, joint=_layer_norm_joint)
+def _layer_norm_dw(xp, ans, dw, x, weight=None, bias=None, normalized_shape=None, eps=1e-5):
+    return _standardize(xp, x, _ln_axes(x, weight, normalized_shape), eps)[0] * lanes_to_rank(dw, x.ndim)
+
+
+defrule(
+    "layer_norm",
+    primal=_layer_norm,
+    jvp=(_layer_norm_dx, _layer_norm_dw, lambda xp, ans, db, x, *a, **p: lanes_to_rank(db, x.ndim)),
+)
 
 
 def _grouped(x, G, lanes=0):
@@ -496,18 +490,18 @@ def _group_norm(xp, x, weight=None, bias=None, num_groups=1, eps=1e-5):
     return y if bias is None else y + kconv.per_channel(bias, x.ndim - 2)
 
 
-def _group_norm_joint(xp, ans, ts, x, weight=None, bias=None, num_groups=1, eps=1e-5):
-    dx, dw, db = (list(ts) + [None] * 3)[:3]
+def _group_norm_dx(xp, ans, dx, x, weight=None, bias=None, num_groups=1, eps=1e-5):
     xhat, r = _standardize(xp, _grouped(x, num_groups), -1, eps)
-    parts = []
-    if dx is not None:
-        t = _dstandardize(xp, xhat, r, _grouped(dx, num_groups, 1), -1).reshape(dx.shape)
-        parts.append(t if weight is None else t * kconv.per_channel(weight, x.ndim - 2))
-    if dw is not None:
-        parts.append(xhat.reshape(x.shape) * _bn_lanes(dw, x.ndim))
-    if db is not None:
-        parts.append(_bn_lanes(db, x.ndim))
-    return _sum_parts(xp, ans, parts)
+    t = _dstandardize(xp, xhat, r, _grouped(dx, num_groups, 1), -1).reshape(dx.shape)
+    return t if weight is None else t * kconv.per_channel(weight, x.ndim - 2)
 
 
-defrule("group_norm", primal=_group_norm, joint=_group_norm_joint)
+def _group_norm_dw(xp, ans, dw, x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    return _standardize(xp, _grouped(x, num_groups), -1, eps)[0].reshape(x.shape) * _bn_lanes(dw, x.ndim)
+
+
+defrule(
+    "group_norm",
+    primal=_group_norm,
+    jvp=(_group_norm_dx, _group_norm_dw, _bn_dbias),
+)
