@@ -77,18 +77,18 @@ def _xp_function(name: str) -> Callable[..., Any]:
 
 
 def _linear_rule(lanes: Callable[..., Any]) -> Callable[..., Any]:
-    def rule(xp, ans, dx, *primals, **params):
-        return lanes(xp, dx, *primals, **params)
+    def rule(xp, ans, t, /, *primals, **params):  # positional-only: a parameter may be named dx
+        return lanes(xp, t, *primals, **params)
 
     return rule
 
 
 def _bilinear_rules(left: Callable[..., Any], right: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
-    def rule_x(xp, ans, dx, x, y, **params):
-        return left(xp, dx, y, **params)
+    def rule_x(xp, ans, t, x, y, /, **params):
+        return left(xp, t, y, **params)
 
-    def rule_y(xp, ans, dy, x, y, **params):
-        return right(xp, x, dy, **params)
+    def rule_y(xp, ans, t, x, y, /, **params):
+        return right(xp, x, t, **params)
 
     return rule_x, rule_y
 
@@ -213,7 +213,8 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     if rule.joint is not None:
         budget.check(level, ans)
         tangents = [dense(t) for t in tangents]
-        return _wrap(ans, _joint(name, rule, tangents)(xp, ans, tangents, *primals, **params), level)
+        joint = _joint(name, rule, tangents)
+        return _wrap(ans, joint(xp, ans, tangents, *primals, **params), level)
 
     diag = common_diagonal(tangents, ans) if rule.form in POINTWISE else None
     if diag is None:
@@ -221,9 +222,10 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
     total = None
     for i, t in enumerate(tangents):
         if t is not None:  # None: a constant, whose contribution is a symbolic zero
-            part = contribution(rule, i, xp, ans, t.values[None] if diag is not None else t, primals, params)
+            t = t.values[None] if diag is not None else t  # one lane of the diagonal stands for all
+            part = contribution(rule, i, xp, ans, t, primals, params)
             total = part if total is None else total + part
-    if diag is not None:  # one lane stood for all of them
+    if diag is not None:
         return Dual(ans, diag.with_values(_as_result(total[0], ans)), level)
     return Dual(ans, _as_result(total, ans, xp), level)
 # --8<-- [end:apply]
