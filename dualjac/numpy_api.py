@@ -21,21 +21,12 @@ from . import scipy_api
 from .backend import array_namespace, is_array, namespace_of_type
 from .dual import Dual, value
 from .errors import UnsupportedOpError
-from .rules import apply, as_array
+from .rules import RULES, apply, as_array
 
 # --- ufuncs ------------------------------------------------------------------------
-UFUNCS: dict[np.ufunc, str] = {
-    getattr(np, name): name
-    for name in (
-        "add subtract multiply divide negative positive power float_power square sqrt cbrt "
-        "reciprocal remainder fmod exp exp2 expm1 log log2 log10 log1p logaddexp logaddexp2 "
-        "sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh "
-        "hypot deg2rad rad2deg absolute fabs maximum minimum fmax fmin matmul "
-        "sign floor ceil rint trunc floor_divide signbit less less_equal greater "
-        "greater_equal equal not_equal logical_and logical_or logical_xor logical_not "
-        "isfinite isinf isnan"
-    ).split()
-}
+# every rule named like a NumPy ufunc is that ufunc's rule (a new rule needs no entry here); the rest
+# are NumPy's other names for a rule
+UFUNCS: dict[np.ufunc, str] = {getattr(np, n): n for n in RULES if isinstance(getattr(np, n, None), np.ufunc)}
 UFUNCS[np.radians] = "deg2rad"
 UFUNCS[np.conjugate] = "conjugate"
 UFUNCS[np.degrees] = "rad2deg"
@@ -59,6 +50,15 @@ _FAST = {Dual, np.ndarray, float, int, np.float64, np.float32}
 
 def _known(x: Any) -> bool:
     return type(x) is Dual or isinstance(x, (numbers.Number, list, tuple)) or is_array(x)
+
+
+def binary(ufunc: np.ufunc, a: Any, b: Any) -> Any:
+    """``ufunc(a, b)`` for Dual's operators: straight to the rule when both operands are plain."""
+    if type(a) in _FAST and type(b) in _FAST:
+        name = UFUNCS.get(ufunc)
+        if name is not None:
+            return apply(name, a, b)
+    return ufunc(a, b)
 
 
 def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
