@@ -14,8 +14,7 @@ CPU-second of the workers (user and system time of the worker processes, from be
 it: robust to other jobs sharing the cores, which wall-clock throughput is not); each worker's
 peak resident memory during the run (``VmHWM``, reset after a warm-up) and its growth over the
 worker's resident memory before the run, next to the same growth for one in-process call on one
-block (dualjac's buffer pool, up to ``dj.config.buffer_bytes``, is part of both); and the
-scheduler overhead: wall time minus the tasks' compute time divided by the number of workers
+block; and the scheduler overhead: wall time minus the tasks' compute time divided by the number of workers
 (what the cluster costs beyond the work itself; also per task). To show that the peak follows the
 block, not the batch, smaller runs (``--probe-rows`` rows, default 2**16) repeat the measurement
 with ``--probe-blocks`` (default 1024, 4096, 16384) rows per block.
@@ -39,7 +38,6 @@ from typing import Any
 import numpy as np
 
 import dualjac as dj
-from dualjac import buffers
 
 from .run import ROOT, fmt, machine, median_time, set_threads
 from .workloads import mlp_fns, mlp_params
@@ -127,10 +125,9 @@ def cluster_run(f: Any, rows: int, block: int, workers: int) -> dict:
 
 def in_process(f: Any, rows: int) -> dict:
     """The anchor: one ``dj.batch_jacobian`` call on ``rows`` rows in this process: its peak resident
-    memory over the resident size before it (measured first, with dualjac's buffer pool empty, as on a
-    fresh worker), its time (median of 3) and the CPU time of one more call."""
+    memory over the resident size before it (measured first, as on a fresh worker), its time (median
+    of 3) and the CPU time of one more call."""
     x = np.random.default_rng(1).standard_normal((rows, N_IN))
-    buffers.clear()
     before = usage(reset=True)
     dj.batch_jacobian(f, x)
     growth = usage()["peak"] - before["rss"]

@@ -6,6 +6,7 @@
 """
 
 from . import nn, numpy_compose  # noqa: F401  (numpy_compose: the rest of NumPy's table)
+from .buffers import Workspace
 from .custom import defrule, register_numpy, stop_gradient
 from .dual import Dual
 from .errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "TangentLossError",
     "TapeTooLargeError",
     "UnsupportedOpError",
+    "Workspace",
     "batch_jacobian",
     "config",
     "defrule",

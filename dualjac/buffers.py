@@ -1,24 +1,24 @@
-"""Reusable lane buffers: big ``(K, *S)`` tangent arrays are written into memory kept from
-earlier calls, instead of freshly mapped memory.
+"""Workspaces: memory that big ``(K, *S)`` lane arrays reuse across calls, held by the caller.
 
-Why: the lane arrays of a transform are large (tens of MiB), so the C allocator maps them
-afresh for every op of every call and the kernel faults in every page on first touch. On
-small VMs that costs as much as the arithmetic (benchmark W1: 44-84 ms with fresh memory
-against 32 ms with reused memory). ``empty`` hands out views of pooled arrays instead.
+Why: the lane arrays of a transform are large (tens of MiB). With glibc's default settings the
+C allocator maps each one afresh and the kernel faults in every page on first touch, which on a
+small VM can cost as much as the arithmetic. Inside ``with dj.Workspace():`` the big products
+(elementwise ``factor * dx``, lane GEMMs) are written with ``out=`` into arrays the workspace
+keeps instead. Outside one, dualjac allocates as NumPy does and keeps nothing between calls: a
+process that sets glibc to keep freed memory (``M_MMAP_MAX=0``, ``M_TRIM_THRESHOLD=-1``) gets the
+same reuse from the allocator itself.
 
-When is a pooled array free? Every view of a NumPy array holds a reference to the array
-that owns the memory, so the owner's reference count is exactly its baseline (the pool's
-own references, measured once below) when no tangent, Jacobian or other view of it is
-alive anywhere. A buffer still referenced by anything is never handed out again. (Memory
-reached only through a raw address, e.g. ``x.ctypes.data`` kept by C code, holds no
-reference: copy such a result, or set ``buffer_bytes = 0``.)
-
-NumPy only: CuPy has its own memory pool. ``dj.config.buffer_bytes`` caps what the pool
-keeps (0 disables it and frees what it holds).
+When is a kept array free? Every view of a NumPy array holds a reference to the array that owns
+the memory, so the owner's reference count is exactly its baseline (the workspace's own
+references, measured once below) when no tangent, Jacobian or other view of it is alive anywhere.
+An array still referenced by anything is never handed out again, so a returned Jacobian is never
+overwritten. (Memory reached only through a raw address, e.g. ``x.ctypes.data`` kept by C code,
+holds no reference: copy such a result.) NumPy only: CuPy has its own memory pool.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import sys
 import threading
@@ -26,19 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .settings import config
-
 MIN_BYTES = 1 << 20  # smaller arrays come from the allocator's own free lists: nothing to gain
-_POOL: dict[tuple[int, Any], list[np.ndarray]] = {}  # (nbytes, dtype) -> owner arrays, 1-D
-_LOCK = threading.Lock()  # finding a free array and taking a view of it is one step for all threads
 # free-threaded CPython counts references per thread, so the count below is not reliable there
 _ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-def _free_count() -> int:
-    """The reference count ``_free`` sees for a pooled array that nothing else references."""
-    probe = [np.empty(1)]
-    return _count(probe)
+_CURRENT: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar("dualjac_workspace", default=None)
 
 
 def _count(owners: list[np.ndarray]) -> int:
@@ -49,49 +40,78 @@ def _count(owners: list[np.ndarray]) -> int:
 
 def _free(owners: list[np.ndarray]) -> np.ndarray | None:
     for a in owners:
-        if sys.getrefcount(a) == _FREE:  # same access pattern as _count: only the pool holds it
+        if sys.getrefcount(a) == _FREE:  # same access pattern as _count: only the list holds it
             return a
     return None
 
 
-_FREE = _free_count()
+_FREE = _count([np.empty(1)])  # the count _free sees for an array that nothing else references
+
+
+class Workspace:
+    """Memory reused by the big lane arrays of every transform run inside ``with workspace:``.
+
+    Hold one across repeated calls (a training loop, a benchmark) when freshly mapped memory is
+    slow; ``max_bytes`` caps what it keeps. It may be entered again and from several threads.
+
+    >>> import numpy as np, dualjac as dj
+    >>> ws = dj.Workspace()
+    >>> W = np.ones((16, 256))
+    >>> with ws:
+    ...     J = dj.batch_jacobian(lambda x: np.tanh(x @ W), np.zeros((1024, 16)))
+    >>> J.shape, ws.held > 0
+    ((1024, 256, 16), True)
+    >>> ws.clear()
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._arrays: dict[tuple[int, Any], list[np.ndarray]] = {}  # (nbytes, dtype) -> 1-D owners
+        self._lock = threading.Lock()  # finding a free array and viewing it is one step for all threads
+        self._tokens = threading.local()
+
+    def __enter__(self) -> Workspace:
+        self._tokens.__dict__.setdefault("stack", []).append(_CURRENT.set(self))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.reset(self._tokens.stack.pop())
+
+    @property
+    def held(self) -> int:
+        """Bytes the workspace keeps."""
+        return sum(n * len(owners) for (n, _), owners in self._arrays.items())
+
+    def clear(self) -> None:
+        """Forget every kept array (memory still in use by live results stays alive with them)."""
+        with self._lock:
+            self._arrays.clear()
+
+    def take(self, shape: tuple, dtype: Any) -> np.ndarray:
+        """A free ``shape`` array of ``dtype``: a kept one nothing references, or a new one kept
+        while ``max_bytes`` allows."""
+        nbytes = dtype.itemsize * math.prod(shape)
+        with self._lock:
+            owners = self._arrays.setdefault((nbytes, dtype), [])
+            a = _free(owners)
+            if a is None:
+                a = np.empty(nbytes // dtype.itemsize, dtype=dtype)
+                if nbytes + self.held <= self.max_bytes:
+                    owners.append(a)
+            return a.reshape(shape)  # the view holds a reference before another thread can look
 
 
 def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | None:
-    """A pooled output array for an op on ``operands`` giving ``shape``, or None where ``out=``
-    is not worth it or not possible: small results, CuPy arrays, Duals (nested transforms)."""
+    """An output array from the current workspace for an op on ``operands`` giving ``shape``, or
+    None: no workspace, a small result, CuPy arrays, Duals (nested transforms)."""
     if math.prod(shape) * 8 < MIN_BYTES:  # first, as cheaply as possible: small ops are the latency
         return None
-    if config.buffer_bytes <= 0:
-        clear()
+    ws = _CURRENT.get()
+    if ws is None or not _ENABLED or not all(plain(a) for a in operands):
         return None
-    if not _ENABLED or not all(plain(a) for a in operands):
-        return None
-    dtype = np.result_type(*operands) if dtype is None else np.dtype(dtype)
-    nbytes = dtype.itemsize * math.prod(shape)
-    with _LOCK:
-        if held() > config.buffer_bytes:  # the budget was lowered: start again
-            _POOL.clear()
-        owners = _POOL.setdefault((nbytes, dtype), [])
-        a = _free(owners)
-        if a is None:
-            a = np.empty(nbytes // dtype.itemsize, dtype=dtype)
-            if nbytes + held() <= config.buffer_bytes:
-                owners.append(a)
-        return a.reshape(shape)  # the view holds a reference before another thread can look
+    return ws.take(shape, np.result_type(*operands) if dtype is None else np.dtype(dtype))
 
 
 def plain(x: Any) -> bool:
     """A NumPy array or Python float: something ``out=`` arithmetic can take (not a Dual)."""
     return type(x) is np.ndarray or type(x) is float
-
-
-def held() -> int:
-    """Bytes the pool keeps."""
-    return sum(n * len(owners) for (n, _), owners in _POOL.items())
-
-
-def clear() -> None:
-    """Forget every pooled array (memory still in use by live tangents stays alive with them)."""
-    with _LOCK:
-        _POOL.clear()

@@ -1,7 +1,7 @@
 """Global settings (``dj.config``) and progress reporting of multi-pass runs.
 
-At the bottom of the package: the transforms, the buffer pool and reverse mode read it, it
-imports nothing of dualjac.
+At the bottom of the package: the transforms and reverse mode read it, it imports nothing of
+dualjac.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ class Config:
     ``chunk_size`` (lanes per pass). ``progress``: called as ``progress(done, total)``
     after each pass of a multi-pass (chunked) run, e.g. to draw a progress bar; when it is
     None, a run that takes over a second shows a ``tqdm`` bar if tqdm is installed.
-    ``buffer_bytes``: how much memory ``dualjac.buffers`` may keep between calls to reuse for
-    big lane arrays (NumPy only; 0 turns reuse off). ``tape_bytes``: how large reverse mode's
+    ``tape_bytes``: how large reverse mode's
     tape of linear operations may grow while a function is linearized (estimated as one value
     per recorded operation) before ``TapeTooLargeError`` stops it.
 
@@ -36,7 +35,6 @@ class Config:
 
     tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
-    buffer_bytes: int = 512 << 20
     tape_bytes: int = 4 << 30
 
 

@@ -53,6 +53,9 @@ POINTWISE = frozenset(("factors", "pointwise"))  # forms whose tangents are alig
 
 
 class Rule(NamedTuple):
+    """One op of the table: its primal, the form of its tangent rule (module docstring), and the
+    per-argument factors or rules (``linear=``/``bilinear=`` declarations become these)."""
+
     name: str
     primal: Callable[..., Any]
     form: str  # "factors", "pointwise", "linear", "bilinear", "jvp", "joint" or "nondiff"
