@@ -257,7 +257,9 @@ def unbroadcast(ct: Any, shape: tuple) -> Any:
 
 
 # --- linearize -----------------------------------------------------------------------------
-def trace(f: Callable[..., Any], leaves: list[Any], rebuild: Callable[[list[Any]], Any], level: int):
+def trace(
+    f: Callable[..., Any], leaves: list[Any], rebuild: Callable[[list[Any]], Any], level: int
+) -> tuple[Any, Tape, list[int]]:
     """Run ``f`` once with symbolic tangents on ``leaves`` (``rebuild`` turns the list of Duals
     into ``f``'s result): the output, the tape, and the ids of the inputs' nodes."""
     from .dual import Dual
