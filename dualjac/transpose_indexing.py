@@ -3,8 +3,9 @@ broadcasts, indexing and assignment, gathers (take, pad, repeat, roll, ...), joi
 
 Each function records one node on a ``dualjac.tape.Tape`` (``record``) with its transpose; most
 transposes scatter a cotangent back to where its elements came from. Separate from
-``dualjac.transposes`` (the arithmetic, and the table both fill) because these share index
-bookkeeping (``gather``'s index arrays, basic keys) and none of the products' algebra.
+``dualjac.transposes`` (the arithmetic primitives; it merges this module's ``FUNCTIONS`` into the
+tape's table) because these share index bookkeeping (``gather``'s index arrays, basic keys) and
+none of the products' algebra.
 """
 
 from __future__ import annotations
