@@ -73,7 +73,7 @@ class ComplexValueError(TypeError):
 
 
 class NoTransposeError(UnsupportedOpError):
-    """Reverse mode met a NumPy function on a tangent that has no transpose in ``dualjac.tape``.
+    """Reverse mode met a NumPy function on a tangent that has no transpose in ``dualjac.transposes``.
 
     Reverse mode (``vjp``, ``jacrev``, ``grad``, ``mode="reverse"``) records the tangent rules as
     linear primitives and transposes them; forward mode needs no transposes, so it still works.

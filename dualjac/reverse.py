@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import transposes  # noqa: F401  (fills the tape's table of transposes before any trace)
 from .backend import array_namespace
 from .errors import NoTransposeError, TapeTooLargeError
 from .levels import close_level, open_level

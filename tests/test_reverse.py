@@ -473,8 +473,8 @@ def test_a_wrong_transpose_turns_the_identity_red(monkeypatch, rng):
     import dualjac.tape as lz
 
     def wrong_cumsum(x, axis=None, dtype=None, out=None):
-        return lz._record([x], lambda v: np.cumsum(v, axis=axis), lambda ct: (np.cumsum(ct, axis=axis),),
-                          x.shape, x.dtype, "cumsum")  # fmt: skip
+        return lz.record([x], lambda v: np.cumsum(v, axis=axis), lambda ct: (np.cumsum(ct, axis=axis),),
+                         x.shape, x.dtype, "cumsum")  # fmt: skip
 
     monkeypatch.setitem(lz.FUNCTIONS, np.cumsum, wrong_cumsum)
     with pytest.raises(AssertionError):

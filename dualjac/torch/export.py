@@ -72,6 +72,7 @@ from .. import static
 from ..errors import UnsupportedOpError
 from ..graph import Graph, Ref
 from . import aten
+from .aten_builder import Builder, guard_meta, numpy_dtype, to_array, training_error
 
 
 class ExportFailedError(UnsupportedOpError):
@@ -145,7 +146,7 @@ def lower(
         module = _FunctionModule(module)
     _require_eval(module)
     inputs = tuple(_as_tensor(x) for x in example_inputs)
-    np_dtype = None if dtype is None else np.dtype(aten.numpy_dtype(dtype) if isinstance(dtype, torch.dtype) else dtype)
+    np_dtype = None if dtype is None else np.dtype(numpy_dtype(dtype) if isinstance(dtype, torch.dtype) else dtype)
     per_module = _CACHE.setdefault(module, {}) if not isinstance(module, _FunctionModule) else {}
     key = (_signature(inputs), np_dtype, backend, strict, _structure(module))
     shapes = tuple(tuple(x.shape) if isinstance(x, torch.Tensor) else None for x in inputs)
@@ -202,7 +203,7 @@ def _require_eval(module: nn.Module) -> None:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) or (
             isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
         ) or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0):  # fmt: skip
-            raise aten.training_error(f"{type(m).__name__} at module '{path or type(module).__name__}'")
+            raise training_error(f"{type(m).__name__} at module '{path or type(module).__name__}'")
 
 
 def _export(module: nn.Module, inputs: tuple, strict: bool, dynamic: bool) -> Any:
@@ -243,7 +244,7 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         raise ExportFailedError(what, reason) from e
     t1 = time.perf_counter()
-    b = aten.Builder(module, what, dtype, backend)
+    b = Builder(module, what, dtype, backend)
     refs, outputs, shapes = _Lowering(ep, b).run()
     graph = Graph(tuple(b.inputs), b.nodes, outputs, {}, {}, backend)
     return Lowered(graph, ep, refs, t1 - t0, time.perf_counter() - t1, shapes)
@@ -252,7 +253,7 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
 def _state(module: nn.Module, ep: Any, dtype: Any, backend: str) -> tuple[dict, dict]:
     """Parameters (all of the module's, by qualified name, in its order) and the buffers and constants
     the program reads, as arrays converted now."""
-    conv = lambda t: aten.to_array(t, dtype, backend)
+    conv = lambda t: to_array(t, dtype, backend)
     params = {name: conv(p) for name, p in module.named_parameters()}
     constants = {}
     for spec in ep.graph_signature.input_specs:
@@ -292,7 +293,7 @@ def _module_path(node: Any) -> tuple[str, str]:
 class _Lowering:
     """Walks the decomposed fx graph once, calling each ATen node's emitter with Graph values."""
 
-    def __init__(self, ep: Any, b: aten.Builder) -> None:
+    def __init__(self, ep: Any, b: Builder) -> None:
         self.ep, self.b = ep, b
 
     def run(self) -> tuple[dict, Any, tuple]:
@@ -317,7 +318,7 @@ class _Lowering:
                         b.inputs.append(node.name)
                         shape = tuple(d if isinstance(d, int) else None for d in val.shape)
                         shapes.append(shape)
-                        b.begin(node, aten.guard_meta(node.name))
+                        b.begin(node, guard_meta(node.name))
                         b.emit(static.check_shape, Ref("input", node.name), shape, node.name)
                         b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.shape")
                     else:  # a Python number or None: export made it a constant of the program
