@@ -1,7 +1,7 @@
 """``Graph``: dualjac's op graph, a list of rule applications with named parameters.
 
-Each ``Node`` is one call ``rules.apply(op, *args, **params)``: ``op`` is a name
-from ``dualjac.RULES``; ``args`` and ``params`` hold ``Ref``s to graph inputs,
+Each ``Node`` is one call ``rules.apply(op, *args, **attrs)``: ``op`` is a name
+from ``dualjac.RULES``; ``args`` and ``attrs`` hold ``Ref``s to graph inputs,
 earlier nodes, named parameters (``Graph.params``) or constants (buffers), and
 plain Python values. Evaluating a graph is a loop over ``apply``, so a Graph
 holds no derivative: ``jacfwd`` treats it as any other function, and the
@@ -9,7 +9,7 @@ Jacobian w.r.t. its parameters is ``jacfwd(lambda p: g(x, params=p))(g.params)``
 
 A node whose ``op`` is a plain Python function instead of a rule name computes a
 *static* value (a shape, an axis tuple, integer indices) from the values of its
-arguments, never their tangents; later nodes use it as a parameter. The torch
+arguments, never their tangents; later nodes use it as an argument or attribute. The torch
 adapter needs these for arithmetic on the batch size, which it exports as dynamic.
 
 >>> import numpy as np, dualjac as dj
@@ -26,7 +26,7 @@ adapter needs these for arithmetic on the batch size, which it exports as dynami
 >>> dj.jacfwd(lambda p: g(np.array([[1.0, 0.0]]), params=p))(g.params)["w"].shape
 (1, 1, 2, 1)
 >>> print(g)
-node  op      args   params
+node  op      args   attrs
 %h    matmul  x, @w
 %y    tanh    %h
 output: %y
@@ -63,7 +63,8 @@ class Ref:
 
 
 class Node(NamedTuple):
-    """``name = apply(op, *args, **params)``; ``op`` is a rule name or a static function.
+    """``name = apply(op, *args, **attrs)``; ``op`` is a rule name or a static function, ``attrs``
+    its settings (an axis, a stride), not to be confused with the graph's trainable ``params``.
 
     ``meta``: where the node came from, for error messages and comparisons (the torch
     adapter records ``"target"``, the ATen op; ``"module"``, the nn.Module path; ``"source"``,
@@ -73,7 +74,7 @@ class Node(NamedTuple):
     name: str
     op: str | Callable[..., Any]
     args: tuple = ()
-    params: dict = {}
+    attrs: dict = {}
     meta: dict = {}
 
 
@@ -121,7 +122,7 @@ class Graph:
         get = lambda a: _resolve(a, env)
         for node in self.nodes:
             args = [get(a) for a in node.args]
-            kwargs = {k: get(v) for k, v in node.params.items()}
+            kwargs = {k: get(v) for k, v in node.attrs.items()}
             if isinstance(node.op, str):
                 env["node"][node.name] = apply(node.op, *args, **kwargs)
             else:  # a static value: computed from values, never from tangents
@@ -129,11 +130,11 @@ class Graph:
         return env
 
     def __str__(self) -> str:
-        rows = [("node", "op", "args", "params")]
+        rows = [("node", "op", "args", "attrs")]
         for n in self.nodes:
             op = n.op if isinstance(n.op, str) else f"<{n.op.__name__}>"
             rows.append(
-                (f"%{n.name}", op, ", ".join(map(repr, n.args)), ", ".join(f"{k}={v!r}" for k, v in n.params.items()))
+                (f"%{n.name}", op, ", ".join(map(repr, n.args)), ", ".join(f"{k}={v!r}" for k, v in n.attrs.items()))
             )
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + ("  " + r[3] if r[3] else "") for r in rows]

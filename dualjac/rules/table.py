@@ -65,9 +65,9 @@ class Rule(NamedTuple):
 
 
 RULES: dict[str, Rule] = {}
-# Reverse mode (dualjac/tape.py) registers here the joint rules whose tangent numerics are not NumPy
+# Reverse mode (dualjac/transposes.py) registers here the joint rules whose tangent numerics are not NumPy
 # calls (conv's im2col): given a symbolic tangent, ``apply`` calls this entry instead, which records the
-# whole tangent map as one linear op. Empty until dualjac.tape is imported; never used for arrays.
+# whole tangent map as one linear op. Filled when dualjac.transposes is imported; never used for arrays.
 SYMBOLIC: dict[str, Callable[..., Any]] = {}
 
 

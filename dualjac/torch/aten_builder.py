@@ -70,11 +70,11 @@ class Builder:
     def begin(self, node: Any, meta: dict, owner: str = "") -> None:
         self.node, self.meta, self.owner, self.count, self.start = node, meta, owner, 0, len(self.nodes)
 
-    def emit(self, op: str | Callable[..., Any], *args: Any, **params: Any) -> Ref:
-        """Append ``apply(op, *args, **params)`` (``op`` a callable: a static node) as ``<fx name>.<k>``."""
+    def emit(self, op: str | Callable[..., Any], *args: Any, **attrs: Any) -> Ref:
+        """Append ``apply(op, *args, **attrs)`` (``op`` a callable: a static node) as ``<fx name>.<k>``."""
         self.count += 1
         name = f"{self.node.name}.{self.count}"
-        self.nodes.append(Node(name, op, args, params, self.meta))
+        self.nodes.append(Node(name, op, args, attrs, self.meta))
         return Ref("node", name)
 
     def finish(self, out: Any) -> Any:
@@ -87,8 +87,8 @@ class Builder:
                 for j in range(i, len(self.nodes)):
                     n = self.nodes[j]
                     name = new.name if j == i else n.name
-                    args, params = _rename(n.args, out, new), _rename(n.params, out, new)
-                    self.nodes[j] = n._replace(name=name, args=args, params=params)
+                    args, attrs = _rename(n.args, out, new), _rename(n.attrs, out, new)
+                    self.nodes[j] = n._replace(name=name, args=args, attrs=attrs)
                 return new
         return out
 
