@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from . import budget
-from .backend import array_namespace, is_array, is_dask_array
+from .backend import array_namespace, is_dask_array
 from .dual import Dual
-from .errors import NondeterministicFunctionError, RowMixingError, TangentLossError
+from .errors import NondeterministicFunctionError, RowMixingError
+from .inputs import argnum_tuple, call_user, check_input, is_ready, lanes_of, primal, strip
 from .lanes import Diagonal, dense
-from .levels import ACTIVE, close_level, escaped, open_level
+from .levels import close_level, open_level
 from .numpy_api import value
 from .settings import Progress, config
 from .tree import flatten, unflatten
@@ -38,19 +39,6 @@ _log = logging.getLogger("dualjac")
 
 
 # --- inputs ---------------------------------------------------------------------------
-def argnum_tuple(argnums: Any, n: int) -> tuple[int, ...]:
-    """``argnums`` (an integer, NumPy's too, or a tuple of them) as nonnegative positions among ``n``
-    positional arguments, each named once."""
-    nums = (int(argnums),) if isinstance(argnums, numbers.Integral) else tuple(int(a) for a in argnums)
-    for a in nums:
-        if not -n <= a < n:
-            raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
-    nums = tuple(a % n for a in nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums {argnums} names an argument twice: each argument is differentiated once")
-    return nums
-
-
 def _check_function(f: Any) -> None:
     if any(c.__module__.startswith("torch") for c in type(f).__mro__[:-1]):
         raise TypeError(
@@ -58,54 +46,6 @@ def _check_function(f: Any) -> None:
             "arrays: lower it first with g = dualjac.torch.from_torch(module, example_input), then "
             "differentiate g (dj.jacfwd(g), dj.batch_jacobian(g, x))"
         )
-
-def _ready(x: Any) -> bool:
-    """The common case, checked first: a NumPy floating array, or a Dual of an outer transform."""
-    return type(x) is Dual or (type(x) is np.ndarray and x.dtype.kind == "f")
-
-
-def _check_input(x: Any, what: str) -> Any:
-    """A differentiable input: a floating array (or Python float, or a Dual of an outer transform)."""
-    if _ready(x):
-        return x
-    if isinstance(x, float):
-        return np.asarray(x, dtype=np.float64)
-    if isinstance(x, np.floating):  # np.float32(0.5): a 0-d array of its own dtype
-        return np.asarray(x)
-    if isinstance(x, (numbers.Integral, bool)):
-        raise TypeError(
-            f"{what} is the integer {x!r}: derivatives need floating-point inputs; pass {float(x)!r}"
-        )
-    if isinstance(x, numbers.Complex):
-        raise TypeError(f"{what} is complex: dualjac differentiates real inputs only")
-    if not is_array(x):
-        if is_dask_array(x):  # only batch_jacobian maps over a Dask array's blocks (dualjac/dask.py)
-            raise TypeError(
-                f"{what} is a Dask array: only dj.batch_jacobian(f, x) works on Dask arrays (one call per block "
-                "of rows); the Jacobian of a whole Dask array couples every element. Use batch_jacobian for "
-                "per-sample Jacobians, or x.compute() if the array fits in memory"
-            )
-        hint = (
-            " (for a torch.Tensor use dualjac.torch, or t.detach().numpy())"
-            if "torch" in type(x).__module__
-            else ""
-        )
-        raise TypeError(
-            f"{what} is a {type(x).__name__}, not an array: pass a NumPy (or CuPy) floating array{hint}"
-        )
-    kind = x.dtype.kind
-    if kind == "f":
-        return x
-    if kind == "c":
-        raise TypeError(
-            f"{what} has complex dtype {x.dtype}: dualjac differentiates real inputs only; "
-            "split it into real and imaginary parts"
-        )
-    raise TypeError(
-        f"{what} has dtype {x.dtype}: derivatives need floating-point inputs; "
-        "cast it first, e.g. x.astype(np.float64)"
-    )
-
 
 class _Inputs:
     """The differentiated inputs of one transform call: their leaves and where each
@@ -260,8 +200,8 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, sto
     if limit is not None:
         budget.start(level, limit, stop - start)
     try:
-        out_leaves, out_def = flatten(_call(run, inputs.seeds(start, stop), level))
-        tangents = [_lanes_of(o, level) for o in out_leaves]  # (an output view re-reads its base first)
+        out_leaves, out_def = flatten(call_user(run, inputs.seeds(start, stop), level))
+        tangents = [lanes_of(o, level) for o in out_leaves]  # (an output view re-reads its base first)
     except budget.OverBudget as e:
         if e.level != level:
             raise
@@ -270,30 +210,6 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, sto
         widest = budget.stop(level)
         close_level(level)
     return out_leaves, out_def, tangents, widest
-
-
-def _call(run: Callable[..., Any], *args: Any) -> Any:
-    """``run(*args)``, with NumPy's error for a Dual assigned into a plain array (``y[0] = x``)
-    replaced by the TangentLossError behind it, which names where it happened."""
-    try:
-        return run(*args)
-    except ValueError as e:
-        if isinstance(e.__cause__, TangentLossError):
-            raise TangentLossError(f"{e.__cause__} (NumPy: {e})") from e
-        raise
-
-
-def _lanes_of(o: Any, level: int) -> Any:
-    """An output's tangent lanes for the pass of ``level`` (None: it does not depend on them)."""
-    if type(o) is not Dual:
-        return None
-    if o.view is not None:
-        o.refresh()
-    if o.level == level:
-        return o.tangent
-    if o.level not in ACTIVE:
-        raise escaped(o.level)
-    return None
 
 
 def _same_values(first: list[Any], later: list[Any]) -> None:
@@ -317,17 +233,13 @@ def _same_values(first: list[Any], later: list[Any]) -> None:
 def _concat_lanes(parts: list[tuple[Any, tuple[int, int]]], o: Any) -> Any:
     if all(t is None for t, _ in parts):
         return None
-    primal = _primal(o)
-    xp = array_namespace(primal)
+    p = primal(o)
+    xp = array_namespace(p)
     # a pass whose output did not depend on its lanes (data-dependent code) contributes zero lanes
     return xp.concatenate(
-        [dense(t) if t is not None else xp.zeros((b - a,) + primal.shape, dtype=primal.dtype) for t, (a, b) in parts],
+        [dense(t) if t is not None else xp.zeros((b - a,) + p.shape, dtype=p.dtype) for t, (a, b) in parts],
         axis=0,
     )
-
-
-def _primal(o: Any, level: int | None = None) -> Any:
-    return o.primal if type(o) is Dual and (level is None or o.level == level) else o
 
 
 # --- public transforms ------------------------------------------------------------------
@@ -357,19 +269,19 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     try:
         duals = []
         for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
-            p = _check_input(p, f"primal {i}")
-            t = _check_input(t, f"tangent {i}")
+            p = check_input(p, f"primal {i}")
+            t = check_input(t, f"tangent {i}")
             if tuple(np.shape(t)) != tuple(np.shape(p)):
                 raise ValueError(
                     f"tangent {i} has shape {tuple(np.shape(t))} but its primal has shape "
                     f"{tuple(np.shape(p))}: each tangent must match its primal's shape"
                 )
             duals.append(Dual(p, t.reshape((1,) + tuple(np.shape(t))), level))
-        o_leaves, o_def = flatten(_call(f, *unflatten(p_def, duals)))
-        lanes = [_lanes_of(o, level) for o in o_leaves]
+        o_leaves, o_def = flatten(call_user(f, *unflatten(p_def, duals)))
+        lanes = [lanes_of(o, level) for o in o_leaves]
     finally:
         close_level(level)
-    outs = [_primal(o, level) for o in o_leaves]
+    outs = [primal(o, level) for o in o_leaves]
     tans = [dense(t)[0] if t is not None else _zeros_like(o) for o, t in zip(o_leaves, lanes)]
     return unflatten(o_def, outs), unflatten(o_def, _fresh(tans, {id(_root(t)) for t in t_leaves}))
 
@@ -417,7 +329,7 @@ def jacfwd(
         wrt = tuple([args[a] for a in nums])
         leaves, in_def = flatten(wrt)
         inputs = _Inputs(
-            [x if _ready(x) else _check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
+            [x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
         )
         aux_box = []
 
@@ -432,26 +344,18 @@ def jacfwd(
                     raise TypeError("has_aux=True: f must return a pair (output, aux)")
                 out, aux = out
                 if not aux_box:
-                    aux_box.append(_strip(aux, level))
+                    aux_box.append(strip(aux, level))
             return out
 
         out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
         blocks = []
         for o, t in zip(out_leaves, _fresh(lanes, set())):
-            per_input = unflatten(in_def, inputs.blocks(t, _primal(o)))
+            per_input = unflatten(in_def, inputs.blocks(t, primal(o)))
             blocks.append(per_input[0] if single else per_input)
         jac = unflatten(out_def, blocks)
         return (jac, aux_box[0]) if has_aux else jac
 
     return jac_f
-
-
-def _strip(tree: Any, level: int) -> Any:
-    """``has_aux``'s auxiliary values without this level's lanes (called while the pass runs)."""
-    leaves, treedef = flatten(tree)
-    for x in leaves:
-        _lanes_of(x, level)  # a view re-reads its base
-    return unflatten(treedef, [_primal(x, level) for x in leaves])
 
 
 def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
@@ -543,7 +447,7 @@ def batch_jacobian(
         from .dask import batch_jacobian as dask_batch_jacobian
 
         return dask_batch_jacobian(f, x, chunk_size=chunk_size, mode=mode, check_rows=check_rows)
-    x = _check_input(x, "x")
+    x = check_input(x, "x")
     if np.ndim(x) < 1:
         raise ValueError("batch_jacobian needs a batch: x must have a leading batch axis (B, ...)")
     B = np.shape(x)[0]
@@ -563,7 +467,7 @@ def batch_jacobian(
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
     blocks = []
     for o, t in zip(out_leaves, _fresh(lanes, set())):
-        p = _primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
+        p = primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
         if np.ndim(p) < 1 or np.shape(p)[0] != B:
             raise ValueError(
                 f"batch_jacobian: an output has shape {tuple(np.shape(p))}, but every output must "
