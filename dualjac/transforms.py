@@ -40,43 +40,81 @@ _log = logging.getLogger("dualjac")
 
 # --- inputs ---------------------------------------------------------------------------
 def _check_function(f: Any) -> None:
-    if any(c.__module__.startswith("torch") for c in type(f).__mro__[:-1]):
+    if _is_torch(type(f)):
         raise TypeError(
             f"{type(f).__name__} is a torch module or function, which cannot run on dualjac's dual "
             "arrays: lower it first with g = dualjac.torch.from_torch(module, example_input), then "
             "differentiate g (dj.jacfwd(g), dj.batch_jacobian(g, x))"
         )
 
-class _Inputs:
-    """The differentiated inputs of one transform call: their leaves and where each
-    leaf's elements sit among the ``total`` lanes (computed once per call)."""
 
-    def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
-        self.leaves, self.lead = leaves, lead
-        plain = [x if type(x) is not Dual else value(x) for x in leaves]
-        if not plain:
-            raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
-        self.xp = array_namespace(*plain)
-        dtypes = [p.dtype for p in plain]
-        d = dtypes[0]
-        # np.result_type costs ~0.5 us; inputs usually share one native dtype, which it would return
-        same = len(dtypes) == 1 or (d.isnative and dtypes.count(d) == len(dtypes))
-        self.dtype = d if same else np.result_type(*dtypes)
-        # per leaf: its per-sample shape, its number of lanes, and where those lanes sit on a
-        # lane axis: an int for a 0-d leaf (indexing by it drops the axis with no reshape: a
-        # scalar-inputs call is mostly this bookkeeping), else a slice whose columns are
-        # reshaped to the item shape. One loop, not a comprehension each: ~0.7 us less per call.
-        nlead = len(lead)
+@functools.lru_cache(maxsize=256)
+def _is_torch(kind: type) -> bool:
+    # per type, not per call: walking the MRO of every function passed in is a tiny call's cost
+    return any(c.__module__.startswith("torch") for c in kind.__mro__[:-1])
+
+
+class _Layout:
+    """Where each input leaf's elements sit among the ``total`` lanes, for one combination of
+    leaf shapes, dtype and batch axes: computed once and reused by every later call with the
+    same shapes (``_layout``), since a small call is mostly this bookkeeping."""
+
+    __slots__ = ("items", "where", "total", "widest", "seeds")
+
+    def __init__(self, shapes: tuple, nlead: int) -> None:
+        # per leaf: its per-sample shape, and where its lanes sit on a lane axis: an int for a 0-d
+        # leaf (indexing by it drops the axis with no reshape), else a slice whose columns are
+        # reshaped to the item shape
         self.items, self.where = [], []
         total = widest = 0
-        for p in plain:
-            item, size = p.shape[nlead:], p.size
+        for shape in shapes:
+            item = shape[nlead:]
             n = math.prod(item)
             self.items.append(item)
             self.where.append(total if item == () else slice(total, total + n))
             total += n
-            widest = max(widest, size)
+            widest = max(widest, math.prod(shape))
         self.total, self.widest = total, max(widest, 1)
+        self.seeds = None  # all lanes' seeds of a small multi-leaf layout: read-only views, made once
+
+
+_LAYOUTS: dict[tuple, _Layout] = {}
+
+
+def _layout(key: tuple, shapes: tuple, nlead: int) -> _Layout:
+    got = _LAYOUTS.get(key)
+    if got is None:
+        if len(_LAYOUTS) >= 256:  # many distinct shapes: start over rather than grow without bound
+            _LAYOUTS.clear()
+        got = _LAYOUTS[key] = _Layout(shapes, nlead)
+    return got
+
+
+class _Inputs:
+    """The differentiated inputs of one transform call: their leaves and where each
+    leaf's elements sit among the ``total`` lanes."""
+
+    def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
+        self.leaves, self.lead = leaves, lead
+        if not leaves:
+            raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
+        d = None
+        for x in leaves:  # the common case, checked first: NumPy arrays of one native dtype
+            if type(x) is not np.ndarray or (d is not None and x.dtype != d):
+                d = None
+                break
+            d = x.dtype
+        if d is not None and d.isnative:
+            self.xp, self.dtype = np, d
+            plain = leaves
+        else:
+            plain = [x if type(x) is not Dual else value(x) for x in leaves]
+            self.xp = array_namespace(*plain)
+            self.dtype = np.result_type(*[p.dtype for p in plain])
+        shapes = tuple([p.shape for p in plain])
+        self.layout = _layout((self.xp, self.dtype, len(lead), shapes), shapes, len(lead))
+        self.items, self.where = self.layout.items, self.layout.where
+        self.total, self.widest = self.layout.total, self.layout.widest
 
     def seeds(self, start: int, stop: int) -> list[Any]:
         """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
@@ -84,14 +122,20 @@ class _Inputs:
         if len(self.items) == 1:  # one input (jacfwd of an array, batch_jacobian): implicit identity, lanes.py
             ones = self.xp.ones(self.lead + self.items[0], dtype=self.dtype)
             return [Diagonal(ones, k, start, len(self.lead), self.xp)]
+        full = start == 0 and stop == self.total
+        if full and self.layout.seeds is not None:
+            return self.layout.seeds
         if self.total <= 256:  # small: slice a cached identity (most of a tiny call's time)
             eye = _identity(self.xp, self.total, self.dtype)[start:stop]
         else:
             eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
-        return [
+        seeds = [
             eye[:, w] if type(w) is int else eye[:, w].reshape((k,) + item)
             for w, item in zip(self.where, self.items)
         ]
+        if full and self.total <= 256:  # views of the read-only identity: safe to hand out again
+            self.layout.seeds = seeds
+        return seeds
 
     def blocks(self, t: Any, o: Any) -> list[Any]:
         """Split output lanes ``t`` (N, *o.shape) into Jacobian blocks ``o.shape + item``
@@ -321,41 +365,53 @@ def jacfwd(
     """
 
     _check_function(f)
-
     single = isinstance(argnums, numbers.Integral)
 
     def jac_f(*args: Any, **kwargs: Any) -> Any:
-        nums = argnum_tuple(argnums, len(args))
-        wrt = tuple([args[a] for a in nums])
-        leaves, in_def = flatten(wrt)
-        inputs = _Inputs(
-            [x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
-        )
-        aux_box = []
-
-        def run(seeds: list[Any], level: int) -> Any:
-            duals = [Dual(x, s, level) for x, s in zip(inputs.leaves, seeds)]
-            call = list(args)
-            for a, sub in zip(nums, unflatten(in_def, duals)):
-                call[a] = sub
-            out = f(*call, **kwargs)
-            if has_aux:
-                if not (isinstance(out, tuple) and len(out) == 2):
-                    raise TypeError("has_aux=True: f must return a pair (output, aux)")
-                out, aux = out
-                if not aux_box:
-                    aux_box.append(strip(aux, level))
-            return out
-
-        out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
-        blocks = []
-        for o, t in zip(out_leaves, _fresh(lanes, set())):
-            per_input = unflatten(in_def, inputs.blocks(t, primal(o)))
-            blocks.append(per_input[0] if single else per_input)
-        jac = unflatten(out_def, blocks)
-        return (jac, aux_box[0]) if has_aux else jac
+        return _forward(f, args, kwargs, argnum_tuple(argnums, len(args)), single, has_aux, chunk_size)
 
     return jac_f
+
+
+def _forward(
+    f: Callable[..., Any], args: tuple, kwargs: dict, nums: tuple[int, ...], single: bool, has_aux: bool,
+    chunk_size: int | None,
+) -> Any:
+    """``jacfwd(f, nums)(*args, **kwargs)`` (``single``: ``argnums`` was one integer)."""
+    leaves, in_def = flatten(tuple([args[a] for a in nums]))
+    inputs = _Inputs(
+        [x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
+    )
+    aux_box = []
+    # every argument differentiated, each an array: the duals are the arguments (no tree walk per pass)
+    flat = (
+        not kwargs and not has_aux and len(nums) == len(args) == len(leaves) and not any(in_def[2])
+        and nums == tuple(range(len(args)))
+    )
+
+    def run(seeds: list[Any], level: int) -> Any:
+        duals = [Dual(x, s, level) for x, s in zip(inputs.leaves, seeds)]
+        if flat:
+            return f(*duals)
+        call = list(args)
+        for a, sub in zip(nums, unflatten(in_def, duals)):
+            call[a] = sub
+        out = f(*call, **kwargs)
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("has_aux=True: f must return a pair (output, aux)")
+            out, aux = out
+            if not aux_box:
+                aux_box.append(strip(aux, level))
+        return out
+
+    out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
+    blocks = []
+    for o, t in zip(out_leaves, _fresh(lanes, set())):
+        per_input = unflatten(in_def, inputs.blocks(t, primal(o)))
+        blocks.append(per_input[0] if single else per_input)
+    jac = unflatten(out_def, blocks)
+    return (jac, aux_box[0]) if has_aux else jac
 
 
 def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
@@ -395,8 +451,8 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
             return jac
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", n_in, AUTO_MIN_INPUTS)
-    jac = jacfwd(f, argnums=0 if single_in else tuple(range(len(args))), chunk_size=chunk_size)(*args)
-    return jac
+    _check_function(f)
+    return _forward(f, args, {}, tuple(range(len(args))), single_in, False, chunk_size)
 
 
 def _size(tree: Any) -> int:
