@@ -94,23 +94,28 @@ class _Inputs:
     """The differentiated inputs of one transform call: their leaves and where each
     leaf's elements sit among the ``total`` lanes."""
 
-    def __init__(self, leaves: list[Any], lead: tuple = ()) -> None:
-        self.leaves, self.lead = leaves, lead
+    def __init__(self, leaves: list[Any], lead: tuple = (), nums: tuple | None = None) -> None:
+        """``nums``: the argnums the leaves come from, when they are yet to be checked (``check_input``)."""
         if not leaves:
             raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
         d = None
-        for x in leaves:  # the common case, checked first: NumPy arrays of one native dtype
+        for x in leaves:  # the common case, checked first: NumPy floating arrays of one native dtype
             if type(x) is not np.ndarray or (d is not None and x.dtype != d):
                 d = None
                 break
             d = x.dtype
-        if d is not None and d.isnative:
+        if d is not None and d.kind == "f" and d.isnative:
             self.xp, self.dtype = np, d
             plain = leaves
         else:
+            if nums is not None:
+                leaves = [
+                    x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)
+                ]
             plain = [x if type(x) is not Dual else value(x) for x in leaves]
             self.xp = array_namespace(*plain)
             self.dtype = np.result_type(*[p.dtype for p in plain])
+        self.leaves, self.lead = leaves, lead
         shapes = tuple([p.shape for p in plain])
         self.layout = _layout((self.xp, self.dtype, len(lead), shapes), shapes, len(lead))
         self.items, self.where = self.layout.items, self.layout.where
@@ -378,16 +383,19 @@ def _forward(
     chunk_size: int | None,
 ) -> Any:
     """``jacfwd(f, nums)(*args, **kwargs)`` (``single``: ``argnums`` was one integer)."""
-    leaves, in_def = flatten(tuple([args[a] for a in nums]))
-    inputs = _Inputs(
-        [x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
-    )
-    aux_box = []
+    every = len(nums) == len(args) and nums == tuple(range(len(args)))
+    leaves, in_def = flatten(args if every else tuple([args[a] for a in nums]))
+    inputs = _Inputs(leaves, nums=nums)
     # every argument differentiated, each an array: the duals are the arguments (no tree walk per pass)
-    flat = (
-        not kwargs and not has_aux and len(nums) == len(args) == len(leaves) and not any(in_def[2])
-        and nums == tuple(range(len(args)))
-    )
+    flat = every and not kwargs and not has_aux and len(leaves) == len(args) and not any(in_def[2])
+    if (
+        flat and chunk_size is None and inputs.total <= _SMALL
+        and inputs.total * inputs.widest * inputs.dtype.itemsize <= config.tangent_bytes  # the seeds fit
+    ):
+        jac = _one_pass(f, inputs, single)
+        if jac is not None:
+            return jac
+    aux_box = []
 
     def run(seeds: list[Any], level: int) -> Any:
         duals = [Dual(x, s, level) for x, s in zip(inputs.leaves, seeds)]
@@ -406,12 +414,43 @@ def _forward(
         return out
 
     out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
+    jac = _assemble(inputs, in_def, out_leaves, out_def, lanes, single)
+    return (jac, aux_box[0]) if has_aux else jac
+
+
+_SMALL = 64  # input elements up to which a call with array arguments takes ``_one_pass``
+
+
+def _one_pass(f: Callable[..., Any], inputs: _Inputs, single: bool) -> Any:
+    """``jacfwd(f)(*inputs.leaves)`` in one pass of all lanes: ``_lanes`` without its planning, for
+    the small calls whose time is mostly bookkeeping. None if the pass went over its budget (the
+    caller then plans passes as usual)."""
+    level = open_level()
+    budget.start(level, config.tangent_bytes // inputs.dtype.itemsize, inputs.total)
+    try:
+        out = call_user(f, *[Dual(x, s, level) for x, s in zip(inputs.leaves, inputs.seeds(0, inputs.total))])
+        out_leaves, out_def = flatten(out)
+        lanes = [lanes_of(o, level) for o in out_leaves]
+    except budget.OverBudget as e:
+        if e.level != level:
+            raise
+        return None
+    finally:
+        budget.stop(level)
+        close_level(level)
+    return _assemble(inputs, None, out_leaves, out_def, lanes, single)
+
+
+def _assemble(inputs: _Inputs, in_def: Any, out_leaves: list[Any], out_def: Any, lanes: list[Any], single: bool) -> Any:
+    """The Jacobian from each output's lanes: per output leaf, its blocks in the inputs' structure
+    ``in_def`` (None: a flat tuple of the leaves)."""
     blocks = []
     for o, t in zip(out_leaves, _fresh(lanes, set())):
-        per_input = unflatten(in_def, inputs.blocks(t, primal(o)))
-        blocks.append(per_input[0] if single else per_input)
-    jac = unflatten(out_def, blocks)
-    return (jac, aux_box[0]) if has_aux else jac
+        per_input = inputs.blocks(t, primal(o))
+        if in_def is not None:
+            per_input = unflatten(in_def, per_input)
+        blocks.append(per_input[0] if single else tuple(per_input))
+    return unflatten(out_def, blocks)
 
 
 def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = None, mode: str = "auto") -> Any:
@@ -440,7 +479,10 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
-    n_in = sum(x.size if type(x) is np.ndarray else _size(x) for x in args) if mode == "auto" else 0
+    n_in = 0
+    if mode == "auto":
+        for x in args:
+            n_in += x.size if type(x) is np.ndarray else _size(x)
     if mode not in ("auto", "forward") or (mode == "auto" and n_in > AUTO_MIN_INPUTS):
         from . import reverse  # reverse mode, or auto's pick (it lives beside the forward transforms)
 
@@ -449,7 +491,7 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
         jac = reverse.auto_jacobian(f, args, nums, single_in, n_in, reverse.check_mode(mode), chunk_size)
         if jac is not None:
             return jac
-    elif mode == "auto":
+    elif mode == "auto" and _log.isEnabledFor(logging.DEBUG):
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", n_in, AUTO_MIN_INPUTS)
     _check_function(f)
     return _forward(f, args, {}, tuple(range(len(args))), single_in, False, chunk_size)
