@@ -23,7 +23,10 @@ class Config:
     ``buffer_bytes``: how much memory ``dualjac.buffers`` may keep between calls to reuse for
     big lane arrays (NumPy only; 0 turns reuse off). ``tape_bytes``: how large reverse mode's
     tape of linear operations may grow while a function is linearized (estimated as one value
-    per recorded operation) before ``TapeTooLargeError`` stops it.
+    per recorded operation) before ``TapeTooLargeError`` stops it. ``block_bytes``: ``batch_jacobian``
+    evaluates a large batch in blocks of rows whose widest tangent array holds about this many
+    bytes, so it stays in the CPU cache between the ops that make and use it (NumPy only; the result
+    does not depend on it; 0 evaluates the whole batch at once).
 
     >>> import numpy as np, dualjac as dj
     >>> seen = []
@@ -38,6 +41,7 @@ class Config:
     progress: Callable[[int, int], None] | None = None
     buffer_bytes: int = 512 << 20
     tape_bytes: int = 4 << 30
+    block_bytes: int = 4 << 20  # about one core's L2 cache
 
 
 config = Config()

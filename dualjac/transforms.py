@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import numbers
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -208,8 +209,9 @@ def _chunk(chunk_size: int | None, total: int, widest: int, itemsize: int) -> in
 # --- the lane loop ----------------------------------------------------------------------
 def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: int | None):
     """Run ``run(seeds, level)`` over chunks of lanes. Returns the first pass's output
-    leaves and structure, and per output leaf its tangent lanes for all ``total``
-    lanes (None where the output does not depend on the inputs).
+    leaves and structure, per output leaf its tangent lanes for all ``total``
+    lanes (None where the output does not depend on the inputs), and the widest value
+    (elements) given written-out lanes (0 where no budget was kept: ``chunk_size`` given).
 
     Without ``chunk_size``, a pass that would make a tangent over ``config.tangent_bytes``
     stops before allocating it (``budget.OverBudget``) and is run again with as many lanes
@@ -217,7 +219,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
     total, itemsize = inputs.total, inputs.dtype.itemsize
     limit = None if chunk_size is not None else max(1, config.tangent_bytes // itemsize)
     k = _chunk(chunk_size, total, inputs.widest, itemsize)
-    first, parts, start, progress = None, None, 0, None
+    first, parts, start, progress, seen = None, None, 0, None, 0
     while start < total:
         stop = min(total, start + k)
         done = _pass(run, inputs, start, stop, limit)
@@ -225,9 +227,10 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
             k = max(1, min(k - 1, limit // max(done, 1)))
             continue
         out_leaves, out_def, tangents, widest = done
+        seen = max(seen, widest)
         if first is None:
             if stop == total:  # one pass: every small problem
-                return out_leaves, out_def, tangents
+                return out_leaves, out_def, tangents, seen
             first, parts, progress = (out_leaves, out_def), [[] for _ in out_leaves], Progress(total)
         else:
             _same_values(first[0], out_leaves)
@@ -238,7 +241,7 @@ def _lanes(run: Callable[[list[Any], int], Any], inputs: _Inputs, chunk_size: in
         progress(stop)
         start = stop
     lanes = [_concat_lanes(p, o) for p, o in zip(parts, first[0])]
-    return first[0], first[1], lanes
+    return first[0], first[1], lanes, seen
 
 
 def _pass(run: Callable[[list[Any], int], Any], inputs: _Inputs, start: int, stop: int, limit: int | None):
@@ -413,7 +416,7 @@ def _forward(
                 aux_box.append(strip(aux, level))
         return out
 
-    out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
+    out_leaves, out_def, lanes, _ = _lanes(run, inputs, chunk_size)
     jac = _assemble(inputs, in_def, out_leaves, out_def, lanes, single)
     return (jac, aux_box[0]) if has_aux else jac
 
@@ -560,19 +563,13 @@ def batch_jacobian(
             return jac
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
-    inputs = _Inputs([x], lead=(B,))
-    run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
-    out_leaves, out_def, lanes = _lanes(run, inputs, chunk_size)
-    blocks = []
-    for o, t in zip(out_leaves, _fresh(lanes, set())):
-        p = primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
-        if np.ndim(p) < 1 or np.shape(p)[0] != B:
-            raise ValueError(
-                f"batch_jacobian: an output has shape {tuple(np.shape(p))}, but every output must "
-                f"keep the batch axis of size {B} first"
-            )
-        (block,) = inputs.blocks(t, p)
-        blocks.append(block)
+    if type(x) is np.ndarray and chunk_size is None and config.block_bytes > 0 and B > 1:
+        jac = _blocked(f, x, check_rows)
+        if jac is not None:
+            return jac
+    out_leaves, out_def, lanes, blocks, widest = _rows(f, x, B, chunk_size)
+    if chunk_size is None:  # (with a chunk size no budget is kept, so the widest value is not known)
+        _learn(f, x, widest)
     # implicit identity lanes that survived to the outputs went through elementwise ops alone, which
     # cannot mix rows: the check is needed only where a tangent was written out (a matmul, a sum)
     if check_rows and B > 1 and not all(t is None or type(t) is Diagonal for t in lanes):
@@ -580,31 +577,167 @@ def batch_jacobian(
     return unflatten(out_def, blocks)
 
 
+def _rows(f: Callable[[Any], Any], x: Any, B: int, chunk_size: int | None = None, lo: int = 0):
+    """Per-sample Jacobian blocks of ``f`` on the rows ``x`` (rows ``lo:`` of a batch of ``B``): the
+    output leaves and structure, the lanes, the blocks, and the widest value met (``_lanes``)."""
+    n = x.shape[0]
+    inputs = _Inputs([x], lead=(n,))
+    run = lambda seeds, level: f(Dual(x, seeds[0], level))  # noqa: E731
+    out_leaves, out_def, lanes, widest = _lanes(run, inputs, chunk_size)
+    blocks = []
+    for o, t in zip(out_leaves, _fresh(lanes, set())):
+        p = primal(o)  # same shape, and np.shape(p) need not dispatch to the rules as np.shape(o) does
+        if np.ndim(p) < 1 or np.shape(p)[0] != n:
+            raise ValueError(
+                f"batch_jacobian: an output has shape {tuple(np.shape(p))}"
+                + (f" for rows {lo}:{lo + n}" if n != B else "")
+                + f", but every output must keep the batch axis of size {n} first"
+            )
+        (block,) = inputs.blocks(t, p)
+        blocks.append(block)
+    return out_leaves, out_def, lanes, blocks, widest
+
+
+# --- row blocks ---------------------------------------------------------------------------
+# batch_jacobian's lanes are shared by all B rows, so a hidden layer of width w makes tangents of
+# K * B * w values, streamed through memory between a GEMM and the elementwise factor products. Rows
+# being independent, the batch can be evaluated in blocks of rows small enough that a block's widest
+# tangent stays in cache (config.block_bytes). How wide f's values get is known only by running f:
+# the first call on an input shape runs unblocked and records the widest value per row; later calls
+# of the same f on that shape are blocked if that tangent would be well over the cache.
+_WIDTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # f -> {(item shape, dtype): values per row}
+_NEVER = -1  # the hint of an f whose blocks disagreed with its whole batch
+_MIN_ROWS = 16  # fewer rows per block would make the per-call overhead (Python, per op) dominate
+
+
+def _learn(f: Any, x: Any, widest: int) -> None:
+    """Record the widest value per row that ``f`` met on a batch like ``x`` (the block-size hint)."""
+    if type(x) is not np.ndarray or x.shape[0] < 1:
+        return
+    try:
+        hints = _WIDTHS.setdefault(f, {})
+    except TypeError:  # f cannot be weakly referenced: no hint, so no blocks
+        return
+    key = (x.shape[1:], x.dtype)
+    if hints.get(key) != _NEVER:
+        hints[key] = widest // x.shape[0]
+
+
+def _never(f: Any, x: Any) -> None:
+    """Blocks of ``f`` on batches like ``x`` disagreed with the whole batch: evaluate it whole from now on."""
+    try:
+        _WIDTHS.setdefault(f, {})[(x.shape[1:], x.dtype)] = _NEVER
+    except TypeError:
+        pass
+
+
+def _block_rows(f: Any, x: Any) -> int:
+    """Rows per block for ``batch_jacobian(f, x)``, or 0 for the whole batch in one block."""
+    try:
+        width = _WIDTHS.get(f, {}).get((x.shape[1:], x.dtype), 0)
+    except TypeError:
+        return 0
+    K = math.prod(x.shape[1:])
+    per_row = K * width * x.dtype.itemsize  # bytes of the widest tangent per row
+    B = x.shape[0]
+    if per_row <= 0 or B * per_row <= 2 * config.block_bytes:  # no written-out lanes, or cache-sized already
+        return 0
+    return max(_MIN_ROWS, config.block_bytes // per_row)
+
+
+def _blocked(f: Callable[[Any], Any], x: np.ndarray, check_rows: bool) -> Any:
+    """``batch_jacobian(f, x)`` evaluated in blocks of rows, or None where it is not (no hint that
+    it pays, an f that gives other structures or non-NumPy results per block, or a check that
+    disagrees: the caller then evaluates the whole batch at once, which raises what it must)."""
+    rows = _block_rows(f, x)
+    B = x.shape[0]
+    if rows == 0 or rows >= B:
+        return None
+    try:
+        parts = []
+        start = 0
+        while start < B:
+            stop = B if B - start < rows + rows // 2 else start + rows  # no small last block
+            parts.append(_rows(f, x[start:stop], B, lo=start))
+            start = stop
+    except Exception:  # noqa: BLE001  f may need the whole batch (a reshape to B rows): unblocked decides
+        _never(f, x)
+        return None
+    out_def = parts[0][1]
+    plain = all(
+        p[1] == out_def
+        and all(type(b) is np.ndarray for b in p[3])
+        and all(type(primal(o)) is np.ndarray for o in p[0])
+        for p in parts
+    )  # else: another structure per block, or values of an outer transform (f closes over its Duals)
+    blocks = plain and [np.concatenate([p[3][j] for p in parts]) for j in range(len(parts[0][3]))]
+    if plain and check_rows:
+        values = [np.concatenate([primal(p[0][j]) for p in parts]) for j in range(len(parts[0][0]))]
+        plain = _row_check(f, x, values, blocks, blocked=True) is None
+    if not plain:
+        _never(f, x)
+        return None
+    return unflatten(out_def, blocks)
+
+
 def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, blocks: list[Any]) -> None:
     """One pass along a random direction R: for row-independent f its tangent at row b is
     ``J_b R_b``; if f mixes rows the lanes' blocks (forward or reverse) are sums over rows and the
     two disagree. ``out_leaves``: the outputs of the pass that made ``blocks``, to compare values."""
+    if _row_check(f, x, out_leaves, blocks) is not None:
+        raise RowMixingError(
+            "batch_jacobian: the function mixes rows of the batch (batch statistics such as "
+            "X - X.mean(0), batch norm in training mode, a sum over rows), so the result is not "
+            "a per-sample Jacobian. For the full Jacobian use dj.jacfwd(f)(x) (shape "
+            "(B, *out, B, *in)); if rows are independent and this is rounding, pass check_rows=False"
+        )
+
+
+def _row_check(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, blocks: list[Any],
+               blocked: bool = False) -> str | None:  # fmt: skip
+    """``_check_rows``'s pass over the whole batch: None if it agrees with ``blocks`` (and the values
+    ``out_leaves``), else what disagreed. ``blocked``: ``blocks`` and ``out_leaves`` come from
+    blocks of rows, so a function that mixes rows only across blocks, or only in its values (a
+    mask from a batch statistic), shows here as values or tangents unlike the whole batch's; the
+    values are compared to rounding (another number of rows may take another GEMM kernel), not
+    exactly, and a disagreement is reported rather than raised."""
     xp, B = array_namespace(x), x.shape[0]
     # a direction that differs from row to row, made in x's namespace (no host transfer on a GPU)
     R = xp.cos(xp.arange(x.size, dtype=x.dtype) * 2.399963 + 0.5).reshape(x.shape)
     out, t = jvp(f, (x,), (R,))
-    if out_leaves is not None:
-        _same_values(out_leaves, flatten(out)[0])
-    r = R.reshape(B, -1, 1)
     tol = 4 * float(np.finfo(x.dtype).eps) ** 0.5  # far above rounding, far below a mixed-in row
+    tiny = float(np.finfo(x.dtype).tiny)
+    if out_leaves is not None:
+        later = flatten(out)[0]
+        if not blocked:
+            _same_values(out_leaves, later)
+        elif len(later) != len(out_leaves) or not all(
+            _close(xp, value(a), value(b), tol, tiny, values=True) for a, b in zip(out_leaves, later)
+        ):
+            return "values"
+    r = R.reshape(B, -1, 1)
     for J, tb in zip(blocks, flatten(t)[0]):
         expected = (J.reshape(B, -1, r.shape[1]) @ r)[..., 0]
-        got = tb.reshape(expected.shape)
-        scale = xp.abs(expected) + xp.abs(got)
-        top = scale.max() if scale.size else 0.0
-        err = xp.abs(got - expected) > tol * (scale + top) + float(np.finfo(x.dtype).tiny)
-        if bool(xp.any(err)):
-            raise RowMixingError(
-                "batch_jacobian: the function mixes rows of the batch (batch statistics such as "
-                "X - X.mean(0), batch norm in training mode, a sum over rows), so the result is not "
-                "a per-sample Jacobian. For the full Jacobian use dj.jacfwd(f)(x) (shape "
-                "(B, *out, B, *in)); if rows are independent and this is rounding, pass check_rows=False"
-            )
+        if not _close(xp, expected, tb.reshape(expected.shape), tol, tiny):
+            return "rows"
+    return None
+
+
+def _close(xp: Any, a: Any, b: Any, tol: float, tiny: float, values: bool = False) -> bool:
+    """``a`` and ``b`` agree to ``tol`` relative to each entry and to the largest. A NaN fails no
+    tangent comparison (it carries no evidence of mixing); ``values`` must have NaNs in the same places."""
+    if getattr(a, "shape", ()) != getattr(b, "shape", ()):
+        return False
+    scale = xp.abs(a) + xp.abs(b)
+    top = scale.max() if scale.size else 0.0
+    bound = tol * (scale + top) + tiny
+    if not values:
+        return not bool(xp.any(xp.abs(a - b) > bound))
+    nan_a, nan_b = a != a, b != b
+    if bool(xp.any(nan_a != nan_b)):
+        return False
+    top = xp.where(nan_a, 0, scale).max() if scale.size else 0.0  # NaNs (in both) take no part
+    return bool(xp.all((xp.abs(a - b) <= tol * (scale + top) + tiny) | nan_a))
 
 
 def hessian(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, mode: str = "auto") -> Callable[..., Any]:
