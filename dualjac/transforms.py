@@ -527,7 +527,9 @@ def batch_jacobian(
     each row's block applied to that row's direction, or ``RowMixingError`` is raised.
     ``check_rows=False`` skips that pass (about ``2 / (n + 1)`` of the cost) when you know;
     it is skipped anyway where the lanes stayed implicit (elementwise functions, which
-    cannot mix rows).
+    cannot mix rows). A large batch is evaluated in blocks of rows whose tangents fit the cache
+    (``config.block_bytes``, from the second call of ``f`` on this input shape); the check then runs
+    on the whole batch, so it also sees mixing across blocks.
 
     :param f: maps a batch ``(B, *in_item)`` to ``(B, *out_item)``, rows independently
     :param x: the batch (a NumPy or CuPy array, or a batch-chunked ``dask.array.Array``)
