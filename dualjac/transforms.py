@@ -731,12 +731,11 @@ def _close(xp: Any, a: Any, b: Any, tol: float, tiny: float, values: bool = Fals
     if getattr(a, "shape", ()) != getattr(b, "shape", ()):
         return False
     scale = xp.abs(a) + xp.abs(b)
-    top = scale.max() if scale.size else 0.0
-    bound = tol * (scale + top) + tiny
     if not values:
-        return not bool(xp.any(xp.abs(a - b) > bound))
-    nan_a, nan_b = a != a, b != b
-    if bool(xp.any(nan_a != nan_b)):
+        top = scale.max() if scale.size else 0.0
+        return not bool(xp.any(xp.abs(a - b) > tol * (scale + top) + tiny))
+    nan_a = a != a
+    if bool(xp.any(nan_a != (b != b))):
         return False
     top = xp.where(nan_a, 0, scale).max() if scale.size else 0.0  # NaNs (in both) take no part
     return bool(xp.all((xp.abs(a - b) <= tol * (scale + top) + tiny) | nan_a))

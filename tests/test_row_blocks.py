@@ -161,3 +161,24 @@ def test_blocks_off_and_tiny_batches(rng, monkeypatch):
         dj.batch_jacobian(f, np.array(1.0))  # 0-d: no batch axis
     J = dj.batch_jacobian(lambda x: np.sin(x) * 2.0, np.array([0.5]))
     np.testing.assert_allclose(J, [2 * np.cos(0.5)], rtol=1e-15)
+
+
+def test_nan_rows_keep_their_blocks(rng, small_blocks):
+    """NaN values in the same places of the blocks and the whole batch are agreement, not mixing."""
+    W = rng.standard_normal((6, 64))
+    W2 = rng.standard_normal((64, 3))
+    f = lambda x: np.log(np.tanh(x @ W) @ W2)  # noqa: E731  negative rows: NaN
+    x = rng.standard_normal((100, 6))
+    spy = Spy(f)
+    with np.errstate(invalid="ignore"):
+        whole = dj.batch_jacobian(spy, x)
+        spy.rows.clear()
+        J = dj.batch_jacobian(spy, x)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(f(x)).any()  # NaN values (the derivative 1/v is finite)
+    assert spy.rows.count(100) == 1  # blocks and the check, no fallback
+    np.testing.assert_allclose(J, whole, rtol=1e-12)
+    h = np.tanh(x @ W)
+    closed = (1 - h**2)[:, :, None] * W.T[None]  # d tanh(xW) / dx: (B, 64, 6)
+    ref = np.einsum("bo,ho,bhi->boi", 1 / (h @ W2), W2, closed)
+    np.testing.assert_allclose(J, ref, rtol=1e-10, atol=1e-12)
