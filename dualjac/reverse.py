@@ -29,11 +29,12 @@ import numpy as np
 from . import transposes  # noqa: F401  (fills the tape's table of transposes before any trace)
 from .backend import array_namespace
 from .errors import NoTransposeError, TapeTooLargeError
+from .inputs import argnum_tuple, call_user, check_input, is_ready, lanes_of, primal, strip
 from .levels import close_level, open_level
 from .numpy_api import value
-from .settings import Progress
+from .settings import Progress, config
 from .tape import output_ids, trace
-from .transforms import AUTO_MIN_INPUTS, _call, _check_input, _lanes_of, _primal, _ready, _strip, argnum_tuple, config
+from .transforms import AUTO_MIN_INPUTS
 from .tree import flatten, unflatten
 
 log = logging.getLogger("dualjac")
@@ -55,7 +56,9 @@ class Linearized:
     def _trace(self, f: Callable[..., Any], args: Sequence[Any], nums: tuple[int, ...], has_aux: bool, level: int):
         wrt = tuple(args[a] for a in nums)
         leaves, self.in_def = flatten(wrt)
-        self.leaves = [x if _ready(x) else _check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)]
+        self.leaves = [
+            x if is_ready(x) else check_input(x, f"argument {nums} (leaf {i})") for i, x in enumerate(leaves)
+        ]
         if not self.leaves:
             raise ValueError("nothing to differentiate: the differentiated arguments contain no arrays")
         if array_namespace(*[value(x) for x in self.leaves]) is not np:
@@ -68,20 +71,20 @@ class Linearized:
             call = list(args)
             for a, sub in zip(nums, unflatten(self.in_def, duals)):
                 call[a] = sub
-            out = _call(f, *call)
+            out = call_user(f, *call)
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError("has_aux=True: f must return a pair (output, aux)")
                 out, aux = out
-                self.aux = _strip(aux, level)
+                self.aux = strip(aux, level)
             return out
 
         out, self.tape, self.in_ids = trace(f, self.leaves, rebuild, level)
         o_leaves, self.out_def = flatten(out)
         for o in o_leaves:
-            _lanes_of(o, level)  # re-reads a view written after it was taken; an escaped Dual raises
+            lanes_of(o, level)  # re-reads a view written after it was taken; an escaped Dual raises
         self.out_ids = output_ids(o_leaves, level)
-        self.outs = [_primal(o, level) for o in o_leaves]
+        self.outs = [primal(o, level) for o in o_leaves]
         self.out = unflatten(self.out_def, self.outs)
 
     def in_shapes(self) -> list[tuple]:
@@ -168,7 +171,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
             raise ValueError("vjp_fn: cotangents must have the structure of f's output")
         cts = []
         for i, (c, s) in enumerate(zip(c_leaves, lin.out_shapes())):
-            c = _check_input(c, f"cotangent {i}")
+            c = check_input(c, f"cotangent {i}")
             if tuple(np.shape(c)) != s:
                 raise ValueError(f"cotangent {i} has shape {tuple(np.shape(c))}, but the output has shape {s}")
             cts.append(c[None])

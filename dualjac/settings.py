@@ -22,7 +22,10 @@ class Config:
     None, a run that takes over a second shows a ``tqdm`` bar if tqdm is installed.
     ``tape_bytes``: how large reverse mode's
     tape of linear operations may grow while a function is linearized (estimated as one value
-    per recorded operation) before ``TapeTooLargeError`` stops it.
+    per recorded operation) before ``TapeTooLargeError`` stops it. ``block_bytes``: ``batch_jacobian``
+    evaluates a large batch in blocks of rows whose widest tangent array holds about this many
+    bytes, so it stays in the CPU cache between the ops that make and use it (NumPy only; the result
+    does not depend on it; 0 evaluates the whole batch at once).
 
     >>> import numpy as np, dualjac as dj
     >>> seen = []
@@ -36,6 +39,7 @@ class Config:
     tangent_bytes: int = 256 << 20  # a pass holds a few arrays this size: peak memory is a small multiple
     progress: Callable[[int, int], None] | None = None
     tape_bytes: int = 4 << 30
+    block_bytes: int = 4 << 20  # about one core's L2 cache
 
 
 config = Config()

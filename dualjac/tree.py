@@ -20,6 +20,12 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     >>> flatten({"a": 1, "b": (2, 3)})[0]
     [1, 2, 3]
     """
+    if type(tree) is tuple or type(tree) is list:  # a flat sequence of leaves (most arguments and outputs)
+        for t in tree:
+            if t is None or isinstance(t, (dict, tuple, list)):
+                break
+        else:
+            return list(tree), (type(tree), None, [None] * len(tree))
     leaves: list[Any] = []
     return leaves, _flatten(tree, leaves)
 

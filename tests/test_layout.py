@@ -44,3 +44,18 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_no_private_imports():
+    """A module uses another's helpers by their public names: ``from .m import _helper`` hides a
+    dependency that belongs in a shared module (as dualjac/inputs.py is for the transforms)."""
+    bad = []
+    for f in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                bad += [
+                    f"{f.relative_to(PKG.parent)}: {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not bad, "private names imported from another module: " + ", ".join(bad)
