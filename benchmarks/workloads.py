@@ -5,13 +5,21 @@ seeded), converts them once for torch and JAX, and returns one ``Tool`` per way 
 Jacobian. ``Tool.call()`` is what gets timed; ``Tool.jac(result)`` turns its result into a NumPy
 array in dualjac's layout for the agreement check, done outside the timing.
 
-The *limit* row is not a Jacobian: it is one plain NumPy forward pass on the stacked batch of
-(1+K)·B rows, what carrying K tangent lanes costs with zero AD overhead.
+A tool is one of three kinds: ``dualjac`` (its rows), ``anchor`` (another tool computing the same
+Jacobian: torch.func, torch's sum trick, JAX; the goals compare dualjac with the best of them) and
+``reference`` (no Jacobian, a yardstick):
 
-Per-sample Jacobians from ``torch.autograd.functional.jacobian`` use the usual trick: rows are
-independent, so the Jacobian of ``f(x).sum(0)`` (shape ``out_item + (B,) + in_item``) holds them
-all, with m backward passes instead of B·m (the full ``(B, m, B, n)`` Jacobian does not fit in
-memory for W3).
+* *limit* (W1–W3): one plain NumPy forward pass on the stacked batch of (1+K)·B rows, what
+  carrying K tangent lanes densely costs with zero AD overhead;
+* *GEMM floor* (W1): the matrix products of one dualjac call alone, as plain ``np.matmul`` of the
+  same shapes into preallocated outputs: the arithmetic no forward-mode tool can skip;
+* *forward pass* (W7): the loss alone.
+
+The *sum trick* (torch, per-sample workloads): rows are independent, so the Jacobian of
+``f(x).sum(0)`` (shape ``out_item + (B,) + in_item``) holds every per-sample Jacobian, and
+``torch.autograd.functional.jacobian`` gets it with m backward passes instead of B·m (the full
+``(B, m, B, n)`` Jacobian does not fit in memory for W3). W3's ``f`` is elementwise, so one backward
+pass of ``f(x).sum()`` even gives every Jacobian's diagonal (the *diagonal trick*).
 """
 
 from __future__ import annotations
@@ -31,8 +39,15 @@ import dualjac as dj
 class Tool:
     name: str
     call: Callable[[], Any] | None  # None: not available, ``note`` says why
-    jac: Callable[[Any], np.ndarray] | None = np.asarray  # None: not a Jacobian (the limit)
+    jac: Callable[[Any], np.ndarray] | None = np.asarray  # None: not a Jacobian (a reference)
     note: str = ""
+    kind: str = "anchor"  # "dualjac", "anchor" (the goals' competition) or "reference" (no Jacobian)
+
+    def __post_init__(self) -> None:
+        if self.name.startswith("dualjac"):
+            self.kind = "dualjac"
+        elif self.jac is None:
+            self.kind = "reference"
 
 
 @dataclass
@@ -81,10 +96,14 @@ def torch_tools(x: np.ndarray, f: Callable | None, batched: bool) -> list[Tool]:
         g = tf.vmap(g) if batched else g
         name = f"torch.func vmap({mode})" if batched else f"torch.func {mode}"
         tools.append(Tool(name, lambda g=g: g(xt), _tensor_np))
+    # batched: the sum trick, AF.jacobian of x -> f(x).sum(0), (out, B, in) moved to (B, out, in)
     h = (lambda x: f(x).sum(0)) if batched else f
     per_sample = lambda J: np.moveaxis(_tensor_np(J), J.ndim - x.ndim, 0) if batched else _tensor_np(J)
     for vec in (False, True):
-        name = "torch AF.jacobian" + (" vectorize" if vec else "")
+        if batched:
+            name = "torch sum trick AF.jacobian(f(x).sum(0)" + (", vectorize)" if vec else ")")
+        else:
+            name = "torch AF.jacobian" + (" vectorize" if vec else "")
         tools.append(Tool(name, lambda vec=vec: af.jacobian(h, xt, vectorize=vec), per_sample))
     return tools
 
@@ -138,6 +157,9 @@ def mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
     return f_np, f_t, f_j
 
 
+LIMIT_NOTE = "not a Jacobian: NumPy f on the stacked (1+K)·B rows (dense lanes, no AD)"
+
+
 def _anchors(x: np.ndarray, f_t: Callable | None, f_j: Callable | None, batched: bool) -> list[Tool]:
     return torch_tools(x, f_t, batched) + jax_tools(x, f_j, batched)
 
@@ -145,14 +167,39 @@ def _anchors(x: np.ndarray, f_t: Callable | None, f_j: Callable | None, batched:
 def w1(quick: bool, dtype: Any = np.float64) -> Workload:
     """Per-sample Jacobian of an MLP 16→256→256→16 (tanh) on a batch of 1024: K = 16 lanes."""
     B, K = (32 if quick else 1024), 16
-    f, f_t, f_j = mlp_fns(mlp_params([K, 256, 256, 16], dtype))
+    sizes = [K, 256, 256, 16]
+    f, f_t, f_j = mlp_fns(mlp_params(sizes, dtype))
     rng = np.random.default_rng(1)
     x = rng.standard_normal((B, K)).astype(dtype)
     stacked = rng.standard_normal(((1 + K) * B, K)).astype(dtype)
-    tools = [Tool("dualjac", lambda: dj.batch_jacobian(f, x)), Tool("limit", lambda: f(stacked), None)]
+    tools = [
+        Tool("dualjac", lambda: dj.batch_jacobian(f, x)),
+        Tool("GEMM floor", *gemm_floor(B, K, sizes, dtype)),
+        Tool("limit", lambda: f(stacked), None, LIMIT_NOTE),
+    ]
     dt = np.dtype(dtype)
     title = f"per-sample Jacobian, MLP 16→256→256→16 tanh, B={B}, K={K} lanes, {dt.name}"
     return Workload(f"W1 f{dt.itemsize * 8}", title, tools + _anchors(x, f_t, f_j, True), dt.name)
+
+
+def gemm_floor(B: int, K: int, sizes: list[int], dtype: Any) -> tuple[Callable[[], None], None, str]:
+    """The matrix products of one forward-mode call on the MLP ``sizes``, B rows, K lanes, as plain
+    ``np.matmul`` into preallocated outputs: the primal's (B rows per layer) and the lanes' (K·B
+    rows per layer after the first, whose lanes are rows of W: no product). (call, jac, note)."""
+    rng = np.random.default_rng(5)
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    shapes = [(B, n, m) for n, m in layers] + [(K * B, n, m) for n, m in layers[1:]]
+    ops = [
+        (rng.standard_normal((r, n)).astype(dtype), rng.standard_normal((n, m)).astype(dtype), np.empty((r, m), dtype))
+        for r, n, m in shapes
+    ]
+
+    def call() -> None:
+        for a, w, out in ops:
+            np.matmul(a, w, out=out)
+
+    lanes = " + ".join(f"({r}, {n})@({n}, {m})" for r, n, m in shapes[len(layers) :])
+    return call, None, f"np.matmul, out= preallocated: lanes {lanes}, primal {len(layers)} GEMMs of {B} rows"
 
 
 def w2(quick: bool) -> Workload:
@@ -163,7 +210,7 @@ def w2(quick: bool) -> Workload:
     x = rng.standard_normal(K)
     stacked = rng.standard_normal((1 + K, K))
     jac = dj.jacfwd(f)  # built once, outside the timing, like the torch and JAX transforms
-    tools = [Tool("dualjac", lambda: jac(x)), Tool("limit", lambda: f(stacked), None)]
+    tools = [Tool("dualjac", lambda: jac(x)), Tool("limit", lambda: f(stacked), None, LIMIT_NOTE)]
     title = f"Jacobian at one input, MLP 64→512→512→64 tanh, K={K} lanes"
     return Workload("W2", title, tools + _anchors(x, f_t, f_j, False))
 
@@ -180,12 +227,37 @@ def w3(quick: bool) -> Workload:
     x = rng.standard_normal((B, n))
     stacked = rng.standard_normal((1 + n, B, n))
     f = lambda x: _expr(x, np)
-    tools = [Tool("dualjac", lambda: dj.batch_jacobian(f, x)), Tool("limit", lambda: f(stacked), None)]
+    call = lambda: dj.batch_jacobian(f, x)  # noqa: E731
+    tools = [Tool("dualjac", call), Tool("limit", lambda: f(stacked), None, LIMIT_NOTE)]
     torch, jax = _torch(), _jax()
     f_t = (lambda x: _expr(x, torch)) if torch else None
     f_j = (lambda x: _expr(x, jax.numpy)) if jax else None
     title = f"per-sample Jacobian of x·sin x + exp(-x²)·cos 3x + log1p x², x ({B}, {n}), K={n} lanes"
-    return Workload("W3", title, tools + _anchors(x, f_t, f_j, True))
+    tools += _anchors(x, f_t, f_j, True)
+    if torch is not None:
+        xt = torch.from_numpy(x)
+
+        def diagonal_trick():
+            xr = xt.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(f_t(xr).sum(), xr)  # elementwise f: row i's Jacobian is diag(g[i])
+            J = torch.zeros(x.shape + x.shape[-1:], dtype=xt.dtype)
+            J.diagonal(dim1=-2, dim2=-1).copy_(g)
+            return J
+
+        tools.append(Tool("torch diagonal trick grad(f(x).sum()) → diag", diagonal_trick, _tensor_np,
+                          "elementwise f only: one backward pass, then zeros with g on the diagonals"))  # fmt: skip
+    return Workload("W3", title, tools, extra=lambda: output_memory(call))
+
+
+def output_memory(call: Callable[[], Any]) -> dict:
+    """The Jacobian's size, and the peak traced memory of one call (NumPy reports its buffers to
+    tracemalloc; the output is part of the peak)."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    J = call()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return {"output_memory": {"output_MiB": np.asarray(J).nbytes / 2**20, "peak_MiB": peak / 2**20}}
 
 
 # --- W4: a small CNN through the torch adapter -------------------------------------------
