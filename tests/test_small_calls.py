@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dualjac as dj
+from dualjac.tree import flatten
 
 torch = pytest.importorskip("torch")
 
@@ -72,11 +73,7 @@ def test_small_call_results_are_fresh_and_writeable(f):
 
 
 def _leaves(t):
-    if isinstance(t, dict):
-        return [v for k in t for v in _leaves(t[k])]
-    if isinstance(t, (tuple, list)):
-        return [v for e in t for v in _leaves(e)]
-    return [t]
+    return flatten(t)[0]
 
 
 def test_small_inputs_with_a_wide_intermediate_keep_the_budget(monkeypatch, rng):

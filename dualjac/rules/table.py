@@ -258,8 +258,8 @@ def scale(xp: Any, factor: Any, t: Any, ans: Any) -> Any:
     """``factor * t``; a big product of full-size lanes goes into reused memory (``buffers``)."""
     if (type(factor) is int or type(factor) is float) and factor == 1:  # add, positive: t passes as it is
         return t
-    if t.shape[1:] == ans.shape and buffers.plain(factor) and buffers.plain(t):
-        out = buffers.out_for(t.shape, t, dtype=ans.dtype)
+    if t.shape[1:] == ans.shape:  # out_for refuses small products, Duals and no workspace
+        out = buffers.out_for(t.shape, factor, t, dtype=ans.dtype)
         if out is not None:
             return xp.multiply(factor, t, out=out)
     return factor * t
