@@ -6,6 +6,7 @@
 """
 
 from . import nn, numpy_compose  # noqa: F401  (numpy_compose: the rest of NumPy's table)
+from .batch import batch_jacobian
 from .buffers import Workspace
 from .custom import defrule, register_numpy, stop_gradient
 from .dual import Dual
@@ -23,7 +24,8 @@ from .errors import (
 from .graph import Graph
 from .reverse import grad, hvp, jacrev, linearize, vjp
 from .rules import RULES
-from .transforms import batch_jacobian, config, hessian, jacfwd, jacobian, jvp
+from .settings import config
+from .transforms import hessian, jacfwd, jacobian, jvp
 
 __all__ = [
     "ComplexValueError",

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import transforms
+from .batch import batch_jacobian
 from .errors import UnsupportedOpError
+from .settings import config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +151,7 @@ def _check(args: argparse.Namespace) -> int:
     )
     model = model.to(dtype)
     inputs = _inputs(torch, args, dtype)
-    transforms.config.progress = _progress
+    config.progress = _progress
     try:
         report = check(
             model,
@@ -173,7 +174,7 @@ def _check(args: argparse.Namespace) -> int:
             "fix --input-shape, --input-dtype or --dtype"
         ) from None
     finally:
-        transforms.config.progress = None
+        config.progress = None
     print(report)
     return 0 if report.ok else 1
 
@@ -248,10 +249,10 @@ def _demo_row(torch: Any, name: str, model: Any, item: tuple, args: argparse.Nam
     _step(f"{name}: checking against torch.autograd")
     report = check(model, x, batched=True)
     xn = x.numpy()
-    J = transforms.batch_jacobian(graph, xn)
+    J = batch_jacobian(graph, xn)
     single = lambda s: model(s.unsqueeze(0)).squeeze(0)
     _step(f"{name}: timing dualjac, vmap(jacfwd), vmap(jacrev) (warm, median of up to {args.repeats})")
-    t_dj = _median_time(lambda: transforms.batch_jacobian(graph, xn), args.repeats)
+    t_dj = _median_time(lambda: batch_jacobian(graph, xn), args.repeats)
     t_fwd = _median_time(lambda: torch.func.vmap(torch.func.jacfwd(single))(x), args.repeats)
     t_rev = _median_time(lambda: torch.func.vmap(torch.func.jacrev(single))(x), args.repeats)
     verdict = f"{report.status} ({report.mode})"

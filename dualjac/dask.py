@@ -38,7 +38,7 @@ import dask.array as da
 import numpy as np
 from dask.utils import parse_bytes
 
-from . import transforms
+from . import batch
 from .backend import array_namespace, is_dask_array
 from .tree import flatten, unflatten
 
@@ -137,7 +137,7 @@ def _probe(f: Callable[[Any], Any], x: da.Array, options: dict) -> Any:
     dtypes and ``meta``, learnt without computing ``x`` (and with the in-memory input errors)."""
     empty = array_namespace(x._meta).zeros((0, *x.shape[1:]), dtype=x.dtype)
     try:
-        return transforms.batch_jacobian(f, empty, **options)
+        return batch.batch_jacobian(f, empty, **options)
     except Exception as e:
         if hasattr(e, "add_note"):  # Python >= 3.11
             e.add_note(
@@ -165,11 +165,11 @@ def _map(x: da.Array, block_fn: Callable[..., Any], meta: Any, *args: Any) -> da
 
 
 def _block_jacobian(block: Any, f: Callable[[Any], Any], options: dict) -> Any:
-    return transforms.batch_jacobian(f, block, **options)
+    return batch.batch_jacobian(f, block, **options)
 
 
 def _block_packed(block: Any, f: Callable[[Any], Any], options: dict) -> Any:
-    leaves, _ = flatten(transforms.batch_jacobian(f, block, **options))
+    leaves, _ = flatten(batch.batch_jacobian(f, block, **options))
     xp = array_namespace(*leaves)
     return xp.concatenate([j.reshape(len(block), -1) for j in leaves], axis=1)
 

@@ -4,6 +4,7 @@ differentiated inputs, calling the user's function, and reading a pass's outputs
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -113,3 +114,19 @@ def strip(tree: Any, level: int) -> Any:
     for x in leaves:
         lanes_of(x, level)  # a view re-reads its base
     return unflatten(treedef, [primal(x, level) for x in leaves])
+
+
+def check_function(f: Any) -> None:
+    """A torch module or function cannot run on Duals: say how to lower it first."""
+    if _is_torch(type(f)):
+        raise TypeError(
+            f"{type(f).__name__} is a torch module or function, which cannot run on dualjac's dual "
+            "arrays: lower it first with g = dualjac.torch.from_torch(module, example_input), then "
+            "differentiate g (dj.jacfwd(g), dj.batch_jacobian(g, x))"
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _is_torch(kind: type) -> bool:
+    # per type, not per call: walking the MRO of every function passed in is a tiny call's cost
+    return any(c.__module__.startswith("torch") for c in kind.__mro__[:-1])

@@ -32,9 +32,8 @@ from .errors import NoTransposeError, TapeTooLargeError
 from .inputs import argnum_tuple, call_user, check_input, is_ready, lanes_of, primal, strip
 from .levels import close_level, open_level
 from .numpy_api import value
-from .settings import Progress, config
+from .settings import AUTO_MIN_INPUTS, Progress, config
 from .tape import output_ids, trace
-from .transforms import AUTO_MIN_INPUTS
 from .tree import flatten, unflatten
 
 log = logging.getLogger("dualjac")

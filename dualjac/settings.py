@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
+
 
 @dataclass
 class Config:

@@ -32,6 +32,14 @@ def mlp(rng, dtype, n=3, m=4):
     return lambda x: np.tanh(x @ W1) @ W2
 
 
+def assert_rounding(got, ref):
+    """Equal to rounding: a block of rows may take another BLAS kernel than the whole batch, whose
+    sums round differently (1-2 ulp, seen on AMD EPYC)."""
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    eps = np.finfo(ref.dtype).eps
+    np.testing.assert_allclose(got, ref, rtol=0, atol=16 * eps * np.abs(ref).max())
+
+
 def _no_compute(shape, chunks, dtype=np.float64):
     """A Dask array that raises if any of its blocks is computed."""
 
@@ -51,7 +59,7 @@ def test_blocks_equal_the_in_memory_jacobian(rng, dtype):
     assert J.dtype == dtype and type(J._meta) is np.ndarray and J._meta.dtype == dtype
     out = J.compute()
     assert out.dtype == dtype
-    np.testing.assert_array_equal(out, dj.batch_jacobian(f, xn))
+    assert_rounding(out, dj.batch_jacobian(f, xn))
 
 
 def test_building_the_jacobian_computes_nothing():
@@ -169,7 +177,7 @@ def test_a_graph_runs_per_block(rng):
     )
     xn = rng.standard_normal((10, 3))
     J = dj.batch_jacobian(g, da.from_array(xn, chunks=3))
-    np.testing.assert_array_equal(J.compute(), dj.batch_jacobian(g, xn))
+    assert_rounding(J.compute(), dj.batch_jacobian(g, xn))
 
 
 # --- wrong inputs: the in-memory errors, raised when the graph is built ------------------------
@@ -288,7 +296,7 @@ def test_a_cupy_like_block_type_stays_that_type(rng):
         ref = dj.batch_jacobian(lambda x: np.tanh(x @ W), xn)
         got = J.compute()
         assert type(got) is StrictArray
-        np.testing.assert_array_equal(got.a, ref)
+        assert_rounding(got.a, ref)
         norms, logdet = djd.frobenius_norms(J), djd.slogdet(J)[1]
         assert type(norms._meta) is type(logdet._meta) is StrictArray
         n, ld = dask.compute(norms, logdet)

@@ -34,11 +34,11 @@ def _worker_state():
 
 
 def assert_same(got, ref, dtype):
-    """Bitwise, or within 1e-15 relative to the largest entry (float64 BLAS may split sums by block size)."""
+    """Equal to rounding: a block of rows may take another BLAS kernel than the whole batch, whose
+    sums round differently (seen as 1-2 ulp on AMD EPYC for float32 and float64 alike)."""
     assert got.dtype == ref.dtype == dtype and got.shape == ref.shape
-    if not np.array_equal(got, ref):
-        assert dtype == np.float64
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-15 * np.abs(ref).max())
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got, ref, rtol=0, atol=16 * eps * np.abs(ref).max())
 
 
 def mlp(rng, dtype):

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import transforms
+from ..batch import batch_jacobian
+from ..transforms import jacfwd
 from ..tree import flatten
 from .check_report import numpy64
 
@@ -84,14 +85,14 @@ def dualjac_jacobian(
     """dualjac's blocks [output][input-or-param] and its output values."""
     both = lambda out: (tuple(flatten(out)[0]), tuple(flatten(out)[0]))  # value as aux: one pass
     if wrt == "params":
-        jac, outs = transforms.jacfwd(lambda p: both(graph(*xs, params=p)), has_aux=True, chunk_size=chunk_size)(params)
+        jac, outs = jacfwd(lambda p: both(graph(*xs, params=p)), has_aux=True, chunk_size=chunk_size)(params)
         return [[J[n] for n in names_in] for J in jac], outs
     if batched:
         per_sample = lambda x: tuple(flatten(graph(x, params=params))[0])
-        jac = transforms.batch_jacobian(per_sample, xs[0], chunk_size=chunk_size)
+        jac = batch_jacobian(per_sample, xs[0], chunk_size=chunk_size)
         return [[J] for J in jac], tuple(flatten(graph(*xs, params=params))[0])
     f = lambda *a: both(graph(*a, params=params))
-    jac, outs = transforms.jacfwd(f, argnums=tuple(diff), has_aux=True, chunk_size=chunk_size)(*xs)
+    jac, outs = jacfwd(f, argnums=tuple(diff), has_aux=True, chunk_size=chunk_size)(*xs)
     return [list(J) for J in jac], outs
 
 
@@ -149,7 +150,7 @@ def dualjac_projected(
         leaves = tuple(flatten(out)[0])
         return leaves, leaves
 
-    jac, outs = transforms.jacfwd(f, has_aux=True)(np.zeros(k * len(vs)))
+    jac, outs = jacfwd(f, has_aux=True)(np.zeros(k * len(vs)))
     # (*out.shape, blocks * k) -> per block (k, *out.shape)
     jvs = [[np.moveaxis(np.asarray(J)[..., b * k : (b + 1) * k], -1, 0) for b in range(len(vs))] for J in jac]
     return outs, jvs
