@@ -294,7 +294,7 @@ def _kind(r: dict) -> str:
         return r["kind"]
     if r["tool"].startswith("dualjac"):
         return "dualjac"
-    return "reference" if r["tool"] in ("limit", "GEMM floor", "forward pass") else "anchor"
+    return "reference" if r["tool"] in ("limit", "GEMM floor", "forward pass", "NumPy f alone") else "anchor"
 
 
 def best_anchor(rows: list[dict], key: str) -> dict | None:

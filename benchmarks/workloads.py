@@ -157,6 +157,18 @@ def mlp_fns(params: list) -> tuple[Callable, Callable | None, Callable | None]:
     return f_np, f_t, f_j
 
 
+def in_workspace(call: Callable[[], Any]) -> Tool:
+    """The same dualjac call inside a held ``dj.Workspace``: what a loop that calls it repeatedly
+    can opt in to (big lane products reuse the workspace's memory instead of fresh pages)."""
+    ws = dj.Workspace()
+
+    def run() -> Any:
+        with ws:
+            return call()
+
+    return Tool("dualjac in a Workspace", run, note="with dj.Workspace() held across calls")
+
+
 LIMIT_NOTE = "not a Jacobian: NumPy f on the stacked (1+K)·B rows (dense lanes, no AD)"
 
 
@@ -174,6 +186,7 @@ def w1(quick: bool, dtype: Any = np.float64) -> Workload:
     stacked = rng.standard_normal(((1 + K) * B, K)).astype(dtype)
     tools = [
         Tool("dualjac", lambda: dj.batch_jacobian(f, x)),
+        in_workspace(lambda: dj.batch_jacobian(f, x)),
         Tool("GEMM floor", *gemm_floor(B, K, sizes, dtype)),
         Tool("limit", lambda: f(stacked), None, LIMIT_NOTE),
     ]
@@ -228,7 +241,12 @@ def w3(quick: bool) -> Workload:
     stacked = rng.standard_normal((1 + n, B, n))
     f = lambda x: _expr(x, np)
     call = lambda: dj.batch_jacobian(f, x)  # noqa: E731
-    tools = [Tool("dualjac", call), Tool("limit", lambda: f(stacked), None, LIMIT_NOTE)]
+    tools = [
+        Tool("dualjac", call),
+        in_workspace(call),
+        Tool("NumPy f alone", lambda: f(x), None, "not a Jacobian: the primal f(x) alone, no AD"),
+        Tool("limit", lambda: f(stacked), None, LIMIT_NOTE),
+    ]
     torch, jax = _torch(), _jax()
     f_t = (lambda x: _expr(x, torch)) if torch else None
     f_j = (lambda x: _expr(x, jax.numpy)) if jax else None
