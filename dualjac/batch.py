@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from .backend import array_namespace, is_dask_array
 from .dual import Dual
 from .errors import RowMixingError
@@ -86,6 +87,14 @@ def batch_jacobian(
             return jac
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
+    # a call-scoped workspace (unless the caller holds one): the big lane arrays of later ops and
+    # blocks reuse the memory of dead earlier ones, still in cache and with no fresh pages to fault in
+    with buffers.current() or buffers.Workspace():
+        return _forward(f, x, B, chunk_size, check_rows)
+
+
+def _forward(f: Callable[[Any], Any], x: Any, B: int, chunk_size: int | None, check_rows: bool) -> Any:
+    """``batch_jacobian`` in forward mode: in blocks of rows where that pays, else the whole batch."""
     if type(x) is np.ndarray and chunk_size is None and config.block_bytes > 0 and B > 1:
         jac = _blocked(f, x, check_rows)
         if jac is not None:
