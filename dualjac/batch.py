@@ -44,14 +44,21 @@ def batch_jacobian(
     ``(B, m, B, n)`` Jacobian are never computed). Outputs may be a pytree.
 
     A function that mixes rows (``X - X.mean(0)``, batch norm) would make the lanes sum
-    blocks of different rows, so ``check_rows`` (default) verifies independence with one
-    more single-lane pass, seeded with a random direction per row: its result must equal
-    each row's block applied to that row's direction, or ``RowMixingError`` is raised.
-    ``check_rows=False`` skips that pass (about ``2 / (n + 1)`` of the cost) when you know;
-    it is skipped anyway where the lanes stayed implicit (elementwise functions, which
+    blocks of different rows, so ``check_rows`` (default) verifies independence with a
+    single-lane pass along a direction R that differs from row to row: its tangent in row b must be
+    that row's block applied to ``R_b`` (to ``4 sqrt(eps)`` relative), or ``RowMixingError`` is
+    raised. On a batch of over 128 rows that pass first runs on a sample of 64 rows spread over the
+    batch (every ``B // 64``-th): where ``f`` of the sample gives the sample's rows of the values (to
+    rounding) and its tangents agree, the check is done; where its values differ (``f`` mixes rows, or
+    its values depend on other rows, like a mask from a batch statistic) or ``f`` cannot take the
+    sample, the pass runs over the whole batch and decides. ``check_rows=False`` skips the check when
+    you know; it is skipped anyway where the lanes stayed implicit (elementwise functions, which
     cannot mix rows). A large batch is evaluated in blocks of rows whose tangents fit the cache
-    (``config.block_bytes``, from the second call of ``f`` on this input shape); the check then runs
-    on the whole batch, so it also sees mixing across blocks.
+    (``config.block_bytes``, from the second call of ``f`` on this input shape); the sample then
+    spans the blocks (and the whole-batch pass, where it runs, sees the whole batch), so mixing across
+    blocks shows too, and a disagreement of blocks with the whole batch gives the whole batch's answer.
+    The big tangent arrays of one call reuse memory that earlier ops and blocks of the call are done
+    with (a call-scoped ``dj.Workspace``, or the caller's if one is in effect).
 
     :param f: maps a batch ``(B, *in_item)`` to ``(B, *out_item)``, rows independently
     :param x: the batch (a NumPy or CuPy array, or a batch-chunked ``dask.array.Array``)
