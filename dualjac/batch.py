@@ -47,7 +47,7 @@ def batch_jacobian(
     blocks of different rows, so ``check_rows`` (default) verifies independence with a
     single-lane pass along a direction R that differs from row to row: its tangent in row b must be
     that row's block applied to ``R_b`` (to ``4 sqrt(eps)`` relative), or ``RowMixingError`` is
-    raised. On a batch of over 128 rows that pass first runs on a sample of 64 rows spread over the
+    raised. In forward mode, on a batch of over 128 rows, that pass first runs on a sample of 64 rows spread over the
     batch (every ``B // 64``-th): where ``f`` of the sample gives the sample's rows of the values (to
     rounding) and its tangents agree, the check is done; where its values differ (``f`` mixes rows, or
     its values depend on other rows, like a mask from a batch statistic) or ``f`` cannot take the
@@ -95,7 +95,7 @@ def batch_jacobian(
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
     # a call-scoped workspace (unless the caller holds one): the big lane arrays of later ops and
-    # blocks reuse the memory of dead earlier ones, still in cache and with no fresh pages to fault in
+    # blocks reuse the memory of dead earlier ones, still in cache, rather than fresh pages
     with buffers.current() or buffers.Workspace():
         return _forward(f, x, B, chunk_size, check_rows)
 
