@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from .backend import array_namespace, is_dask_array
 from .dual import Dual
 from .errors import RowMixingError
@@ -43,14 +44,21 @@ def batch_jacobian(
     ``(B, m, B, n)`` Jacobian are never computed). Outputs may be a pytree.
 
     A function that mixes rows (``X - X.mean(0)``, batch norm) would make the lanes sum
-    blocks of different rows, so ``check_rows`` (default) verifies independence with one
-    more single-lane pass, seeded with a random direction per row: its result must equal
-    each row's block applied to that row's direction, or ``RowMixingError`` is raised.
-    ``check_rows=False`` skips that pass (about ``2 / (n + 1)`` of the cost) when you know;
-    it is skipped anyway where the lanes stayed implicit (elementwise functions, which
+    blocks of different rows, so ``check_rows`` (default) verifies independence with a
+    single-lane pass along a direction R that differs from row to row: its tangent in row b must be
+    that row's block applied to ``R_b`` (to ``4 sqrt(eps)`` relative), or ``RowMixingError`` is
+    raised. In forward mode, on a batch of over 128 rows, that pass first runs on a sample of 64 rows spread over the
+    batch (every ``B // 64``-th): where ``f`` of the sample gives the sample's rows of the values (to
+    rounding) and its tangents agree, the check is done; where its values differ (``f`` mixes rows, or
+    its values depend on other rows, like a mask from a batch statistic) or ``f`` cannot take the
+    sample, the pass runs over the whole batch and decides. ``check_rows=False`` skips the check when
+    you know; it is skipped anyway where the lanes stayed implicit (elementwise functions, which
     cannot mix rows). A large batch is evaluated in blocks of rows whose tangents fit the cache
-    (``config.block_bytes``, from the second call of ``f`` on this input shape); the check then runs
-    on the whole batch, so it also sees mixing across blocks.
+    (``config.block_bytes``, from the second call of ``f`` on this input shape); the sample then
+    spans the blocks (and the whole-batch pass, where it runs, sees the whole batch), so mixing across
+    blocks shows too, and a disagreement of blocks with the whole batch gives the whole batch's answer.
+    The big tangent arrays of one call reuse memory that earlier ops and blocks of the call are done
+    with (a call-scoped ``dj.Workspace``, or the caller's if one is in effect).
 
     :param f: maps a batch ``(B, *in_item)`` to ``(B, *out_item)``, rows independently
     :param x: the batch (a NumPy or CuPy array, or a batch-chunked ``dask.array.Array``)
@@ -86,6 +94,14 @@ def batch_jacobian(
             return jac
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
+    # a call-scoped workspace (unless the caller holds one): the big lane arrays of later ops and
+    # blocks reuse the memory of dead earlier ones, still in cache, rather than fresh pages
+    with buffers.current() or buffers.Workspace():
+        return _forward(f, x, B, chunk_size, check_rows)
+
+
+def _forward(f: Callable[[Any], Any], x: Any, B: int, chunk_size: int | None, check_rows: bool) -> Any:
+    """``batch_jacobian`` in forward mode: in blocks of rows where that pays, else the whole batch."""
     if type(x) is np.ndarray and chunk_size is None and config.block_bytes > 0 and B > 1:
         jac = _blocked(f, x, check_rows)
         if jac is not None:
@@ -216,30 +232,58 @@ def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, b
         )
 
 
+_SAMPLE = 64  # rows of the check's first pass; a larger batch is sampled, a smaller one checked whole
+
+
 def _row_check(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, blocks: list[Any],
                blocked: bool = False) -> str | None:  # fmt: skip
-    """``_check_rows``'s pass over the whole batch: None if it agrees with ``blocks`` (and the values
-    ``out_leaves``), else what disagreed. ``blocked``: ``blocks`` and ``out_leaves`` come from
-    blocks of rows, so a function that mixes rows only across blocks, or only in its values (a
-    mask from a batch statistic), shows here as values or tangents unlike the whole batch's; the
-    values are compared to rounding (another number of rows may take another GEMM kernel), not
-    exactly, and a disagreement is reported rather than raised."""
+    """``_check_rows``'s passes: None if they agree with ``blocks`` (and the values ``out_leaves``),
+    else what disagreed. A batch of over ``2 * _SAMPLE`` rows with known values is first checked on a
+    sample of ``_SAMPLE`` rows spread over it (every ``B // _SAMPLE``-th): ``f`` of those rows alone
+    must give those rows' values (to rounding: fewer rows may take another GEMM kernel) and, along R,
+    ``J_b R_b``. Values that agree there mean f keeps the sampled rows apart from the others, and
+    the tangents that it keeps them apart from each other; values that do not agree (f mixes rows, or
+    its values depend on the batch: a mask from a batch statistic) leave the verdict to the pass over
+    the whole batch, as does a sample ``f`` cannot take. ``blocked``: ``blocks`` and ``out_leaves``
+    come from blocks of rows, so a function that mixes rows only across blocks, or only in its values,
+    shows there as values or tangents unlike the whole batch's; its values are compared to rounding,
+    not exactly, and a disagreement is reported rather than raised."""
     xp, B = array_namespace(x), x.shape[0]
     # a direction that differs from row to row, made in x's namespace (no host transfer on a GPU)
     R = xp.cos(xp.arange(x.size, dtype=x.dtype) * 2.399963 + 0.5).reshape(x.shape)
-    out, t = jvp(f, (x,), (R,))
     tol = 4 * float(np.finfo(x.dtype).eps) ** 0.5  # far above rounding, far below a mixed-in row
     tiny = float(np.finfo(x.dtype).tiny)
+    if out_leaves is not None and type(x) is np.ndarray and B > 2 * _SAMPLE:
+        step = B // _SAMPLE
+        rows = np.arange(step // 2, B, step)[:_SAMPLE]
+        try:
+            out, t = jvp(f, (x[rows],), (R[rows],))
+        except Exception:  # noqa: BLE001  f may need the whole batch (a reshape to B rows)
+            out = None
+        if out is not None and _agree(xp, [value(o)[rows] for o in out_leaves], flatten(out)[0], tol, tiny):
+            return _tangents(xp, [J[rows] for J in blocks], flatten(t)[0], R[rows], tol, tiny)
+    out, t = jvp(f, (x,), (R,))
     if out_leaves is not None:
         later = flatten(out)[0]
         if not blocked:
             same_values(out_leaves, later)
-        elif len(later) != len(out_leaves) or not all(
-            _close(xp, value(a), value(b), tol, tiny, values=True) for a, b in zip(out_leaves, later)
-        ):
+        elif not _agree(xp, out_leaves, later, tol, tiny):
             return "values"
+    return _tangents(xp, blocks, flatten(t)[0], R, tol, tiny)
+
+
+def _agree(xp: Any, first: list[Any], later: list[Any], tol: float, tiny: float) -> bool:
+    """Two passes' output values agree to rounding."""
+    return len(later) == len(first) and all(
+        _close(xp, value(a), value(b), tol, tiny, values=True) for a, b in zip(first, later)
+    )
+
+
+def _tangents(xp: Any, blocks: list[Any], tangents: list[Any], R: Any, tol: float, tiny: float) -> str | None:
+    """None if each output's tangent along ``R`` is ``J_b R_b`` in every row b, else ``"rows"``."""
+    B = R.shape[0]
     r = R.reshape(B, -1, 1)
-    for J, tb in zip(blocks, flatten(t)[0]):
+    for J, tb in zip(blocks, tangents):
         expected = (J.reshape(B, -1, r.shape[1]) @ r)[..., 0]
         if not _close(xp, expected, tb.reshape(expected.shape), tol, tiny):
             return "rows"

@@ -101,6 +101,11 @@ class Workspace:
             return a.reshape(shape)  # the view holds a reference before another thread can look
 
 
+def current() -> Workspace | None:
+    """The workspace of the innermost ``with workspace:`` in this context, or None."""
+    return _CURRENT.get()
+
+
 def out_for(shape: tuple, *operands: Any, dtype: Any = None) -> np.ndarray | None:
     """An output array from the current workspace for an op on ``operands`` giving ``shape``, or
     None: no workspace, a small result, CuPy arrays, Duals (nested transforms)."""

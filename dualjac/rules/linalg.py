@@ -133,6 +133,10 @@ def _matmul_diag_x(xp, ans, t, x, y):
     K, s = t.lanes, t.shift
     v = xp.moveaxis(t.values[..., s : s + K], -1, 0)  # (K, *lead)
     rows = y[s : s + K].reshape((K,) + (1,) * t.nlead + y.shape[1:])  # (K, 1, ..., m), or (K, 1, ...) for a vector y
+    if y.ndim == 2 and buffers.plain(v) and buffers.plain(y) and bool((v == 1).all()):
+        # the seed itself (values all 1): every row of lane k is row s+k of y, a read-only broadcast
+        # view, not written out; the next op that needs the lanes (a factor product) writes them once
+        return xp.broadcast_to(rows, (K,) + v.shape[1:] + y.shape[1:])
     return _c_product(xp, v if y.ndim == 1 else v[..., None], rows)
 
 

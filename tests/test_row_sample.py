@@ -1,0 +1,162 @@
+"""batch_jacobian on batches large enough that the row check's first pass runs on a sample of rows
+(``B > 128``), and ``x @ W`` on the seed itself, whose lanes stay a broadcast of W's rows. Checked
+against torch.func, closed forms and functions that mix rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dualjac as dj
+
+torch = pytest.importorskip("torch")
+
+B = 600  # over twice the check's sample of 64 rows
+
+
+class Spy:
+    """``f``, recording the number of rows of every call."""
+
+    def __init__(self, f):
+        self.f, self.rows = f, []
+
+    def __call__(self, x):
+        self.rows.append(np.shape(x)[0])
+        return self.f(x)
+
+
+def _mlp(rng, dtype, n_in=6, width=32, n_out=5):
+    W1 = (rng.standard_normal((n_in, width)) / np.sqrt(n_in)).astype(dtype)
+    W2 = (rng.standard_normal((width, n_out)) / np.sqrt(width)).astype(dtype)
+    b = (0.1 * rng.standard_normal(width)).astype(dtype)
+
+    def f(x, lib=np):
+        w1, w2, bb = (torch.as_tensor(a) for a in (W1, W2, b)) if lib is torch else (W1, W2, b)
+        return lib.tanh(x @ w1 + bb) @ w2
+
+    return f
+
+
+def _torch_per_sample(f, x):
+    tf = torch.func
+    return tf.vmap(tf.jacrev(lambda s: f(s[None], torch)[0]))(torch.as_tensor(x)).numpy()
+
+
+@pytest.fixture(params=[0, 16 << 10], ids=["whole", "blocks"])
+def blocks(request, monkeypatch):
+    monkeypatch.setattr(dj.config, "block_bytes", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_check_samples_rows_of_a_large_batch(rng, dtype, blocks):
+    f = _mlp(rng, dtype)
+    x = rng.standard_normal((B, 6)).astype(dtype)
+    spy = Spy(f)
+    dj.batch_jacobian(spy, x)
+    assert spy.rows == [B, 64]  # the whole batch, then the check's sample
+    spy.rows.clear()
+    J = dj.batch_jacobian(spy, x)
+    assert 64 in spy.rows and B not in spy.rows if blocks else spy.rows == [B, 64]
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(J, _torch_per_sample(f, x), rtol=rtol, atol=rtol * 1e-2)
+
+
+MIXERS = [
+    lambda h: h - h.mean(0),  # batch statistics
+    lambda h: (h - h.mean(0)) / h.std(0),  # batch norm
+    lambda h: h[::-1],  # another row's value
+    lambda h: h + 1e-3 * np.roll(h, 1, axis=0),  # a small neighbour
+    lambda h: np.tanh(h) * np.tanh(h).sum(),  # a sum over rows
+]
+
+
+@pytest.mark.parametrize("mix", MIXERS, ids=["centered", "batchnorm", "reversed", "rolled", "sum"])
+def test_row_mixing_of_a_large_batch_raises(rng, mix, blocks):
+    g = _mlp(rng, np.float64)
+    f = lambda x: mix(g(x))  # noqa: E731
+    x = rng.standard_normal((B, 6))
+    for _ in range(2):  # the first call whole, the second in blocks where they are on
+        with pytest.raises(dj.RowMixingError):
+            dj.batch_jacobian(f, x)
+
+
+@pytest.fixture
+def rolled_tangents():
+    """An op whose value is its argument but whose (wrong) tangent takes the previous row's: mixing
+    that shows in tangents alone, so the sample's values agree and its tangents must not."""
+    dj.defrule("roll_tangent_", primal=lambda xp, x: x * 1.0, jvp=(lambda xp, ans, t, x: xp.roll(t, 1, axis=1),))
+    yield lambda x: dj.rules.apply("roll_tangent_", x)
+    dj.RULES.pop("roll_tangent_")
+
+
+@pytest.mark.parametrize("n", [8, B])
+def test_mixing_in_tangents_alone_raises(rng, rolled_tangents, n):
+    g = _mlp(rng, np.float64)
+    x = rng.standard_normal((n, 6))
+    with pytest.raises(dj.RowMixingError):
+        dj.batch_jacobian(lambda x: rolled_tangents(g(x)), x)
+
+
+def test_a_mask_from_a_batch_statistic_of_a_large_batch(rng, blocks):
+    """The sample's mask differs from the whole batch's (its values disagree): the pass over the whole
+    batch decides, and finds no mixing in the tangents (the mask is constant)."""
+    g = _mlp(rng, np.float64)
+    f = lambda x: g(x) * (x[:, :1].mean() > 0)  # noqa: E731
+    x = rng.standard_normal((B, 6))
+    x[:, 0] = -2.0
+    x[4::9, 0] = 10.0  # the sample's rows (every 9th from the 4th): its mean is positive, the batch's negative
+    assert x[:, 0].mean() < 0
+    J = dj.batch_jacobian(f, x)
+    J = dj.batch_jacobian(f, x)
+    assert not J.any()  # the whole batch's mask
+
+
+def test_a_function_that_needs_the_whole_batch(rng):
+    g = _mlp(rng, np.float64)
+    f = lambda x: g(x).reshape(B, 5)  # noqa: E731  the batch size written in: the sample fails
+    x = rng.standard_normal((B, 6))
+    np.testing.assert_allclose(dj.batch_jacobian(f, x), _torch_per_sample(g, x), rtol=1e-12, atol=1e-14)
+
+
+def test_nan_rows_in_the_sample(rng, blocks):
+    W = rng.standard_normal((6, 16))
+    W2 = rng.standard_normal((16, 3))
+    f = lambda x: np.log(np.tanh(x @ W) @ W2)  # noqa: E731  negative rows: NaN values
+    x = rng.standard_normal((B, 6))
+    spy = Spy(f)
+    with np.errstate(invalid="ignore"):
+        dj.batch_jacobian(spy, x)
+        assert np.isnan(f(x[4::9][:64])).any()
+        J = dj.batch_jacobian(spy, x)
+    # NaNs in the same places agree: no check pass over the whole batch (only the calls' own, if whole)
+    assert spy.rows.count(64) == 2 and spy.rows.count(B) == (1 if blocks else 2)
+    h = np.tanh(x @ W)
+    ref = np.einsum("bo,ho,bhi->boi", 1 / (h @ W2), W2, (1 - h**2)[:, :, None] * W.T[None])
+    np.testing.assert_allclose(J, ref, rtol=1e-10, atol=1e-12)
+
+
+# --- x @ W on the seed: lanes that are a broadcast of W's rows ------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_on_the_seed_is_w_transposed(rng, dtype):
+    W = rng.standard_normal((6, 4))  # float64 weights: a float32 x gives float32 results
+    x = rng.standard_normal((50, 6)).astype(dtype)
+    J = dj.batch_jacobian(lambda x: x @ W.astype(dtype), x)
+    assert J.dtype == dtype and J.flags.writeable
+    np.testing.assert_array_equal(J, np.broadcast_to(W.T.astype(dtype), (50, 4, 6)))
+    J[0, 0, 0] = 7.0  # a result of its own, not a view of W
+    assert W[0, 0] != 7.0
+    Jm = dj.batch_jacobian(lambda x: x @ W, x)  # a float64 W promotes the result
+    np.testing.assert_array_equal(Jm, np.broadcast_to(W.T, (50, 4, 6)))
+    J1 = dj.jacfwd(lambda v: np.sin(v @ W))(x[0].astype(np.float64))
+    np.testing.assert_allclose(J1, np.cos(x[0] @ W)[:, None] * W.T, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_matmul_on_scaled_lanes_and_nested(rng):
+    W = rng.standard_normal((5, 3))
+    x = rng.standard_normal((20, 5))
+    J = dj.batch_jacobian(lambda x: np.sin(x) @ W, x)  # values cos(x), not 1: the product
+    np.testing.assert_allclose(J, W.T[None] * np.cos(x)[:, None, :], rtol=1e-14)
+    H = dj.hessian(lambda v: np.tanh(v @ W).sum())(x[0])  # the seed under an outer transform
+    t = np.tanh(x[0] @ W)
+    np.testing.assert_allclose(H, (W * (-2 * t * (1 - t**2))) @ W.T, rtol=1e-12, atol=1e-14)
