@@ -95,8 +95,9 @@ def batch_jacobian(
     elif mode == "auto":
         _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", np.size(x) // max(B, 1), AUTO_MIN_INPUTS)
     # a call-scoped workspace (unless the caller holds one): the big lane arrays of later ops and
-    # blocks reuse the memory of dead earlier ones, still in cache, rather than fresh pages
-    with buffers.current() or buffers.Workspace():
+    # blocks reuse the memory of dead earlier ones, still in cache, rather than fresh pages. It keeps
+    # at most one tangent budget of dead arrays, so a small config.tangent_bytes still bounds memory
+    with buffers.current() or buffers.Workspace(max_bytes=config.tangent_bytes):
         return _forward(f, x, B, chunk_size, check_rows)
 
 
