@@ -67,7 +67,7 @@ def test_a_workspace_respects_its_budget_and_nothing_is_kept_outside_one(rng, mo
         np.testing.assert_allclose(dj.batch_jacobian(f, x)[0], want)
     assert 0 < ws.held <= 40 << 20
     made, init = [], buffers.Workspace.__init__
-    record = lambda self, *a: (made.append(weakref.ref(self)), init(self, *a))[1]  # noqa: E731
+    record = lambda self, *a, **k: (made.append(weakref.ref(self)), init(self, *a, **k))[1]  # noqa: E731
     monkeypatch.setattr(buffers.Workspace, "__init__", record)
     J = dj.batch_jacobian(f, x)  # outside a workspace: batch_jacobian's own, dropped with the call
     np.testing.assert_allclose(J[0], want)
