@@ -31,7 +31,8 @@ to ``(K, 1, ..., *x.shape)`` with the result's rank, so a rule broadcasts like i
 
 Strategies that make this loop fast live beside it, each in one named function:
 ``common_diagonal`` (implicit identity lanes: an elementwise chain on a freshly seeded input
-runs on one lane, ``lanes.Diagonal``), ``scale`` (a big ``factor * dx`` written into reused
+runs on one lane, ``lanes.Diagonal``), ``apply_small`` (an elementwise op on small written-out lanes
+of one transform, NumPy operands: the same steps without the cases they cannot meet), ``scale`` (a big ``factor * dx`` written into reused
 memory, ``buffers``), and a rule's own ``diagonal=`` handlers (``x @ W`` on seeded lanes is
 rows of ``W``). Before a tangent is computed, ``budget.check`` stops a pass that would exceed
 its memory budget, and the transform re-plans with fewer lanes.
@@ -41,6 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from .. import budget, buffers
 from ..backend import array_namespace
@@ -232,6 +235,55 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         return Dual(ans, diag.with_values(_as_result(total[0], ans)), level)
     return Dual(ans, _as_result(total, ans, xp), level)
 # --8<-- [end:apply]
+
+
+_NUMPY = frozenset((np.ndarray, np.float64, np.float32, float, int))  # operands apply_small takes as they are
+_SMALL = buffers.MIN_BYTES // 8  # lane elements below which ``scale`` multiplies in place of ``buffers``
+
+
+def apply_small(name: str, *args: Any) -> Any:
+    """``apply(name, *args)`` for an elementwise rule on small NumPy values (a few scalars): the
+    differentiated arguments are Duals of one active level with NumPy values and written-out
+    tangents of under ``_SMALL`` elements, the others NumPy values. There ``apply`` would take
+    exactly these steps (no list, view, lower level, ``Diagonal`` or workspace to consider);
+    anything else, or a result that is not real floating point, goes to ``apply``."""
+    rule = RULES.get(name)
+    if rule is None or rule.form not in POINTWISE:
+        return apply(name, *args)
+    level = 0
+    for i, a in enumerate(args):
+        if type(a) is Dual:
+            t = a.tangent
+            if (
+                a.view is not None or type(t) is not np.ndarray or t.size >= _SMALL
+                or type(a.primal) not in _NUMPY or (level and a.level != level)
+                or i >= len(rule.per_arg) or rule.per_arg[i] is None
+            ):  # fmt: skip
+                return apply(name, *args)
+            level = a.level
+        elif type(a) not in _NUMPY:
+            return apply(name, *args)
+    if level not in ACTIVE or level == 0:
+        return apply(name, *args)
+    primals = [a.primal if type(a) is Dual else a for a in args]
+    ans = rule.primal(np, *primals)
+    if ans.dtype.kind != "f":  # complex (apply raises) or not floating
+        return apply(name, *args)
+    budget.check(level, ans)
+    factors = rule.form == "factors"
+    total = None
+    for i, a in enumerate(args):
+        if type(a) is Dual:
+            t = a.tangent
+            if t.ndim <= ans.ndim:
+                t = lanes_to_rank(t, ans.ndim)
+            if factors:
+                factor = rule.per_arg[i](np, ans, *primals)
+                part = t if (type(factor) is int or type(factor) is float) and factor == 1 else factor * t
+            else:
+                part = rule.per_arg[i](np, ans, t, *primals)
+            total = part if total is None else total + part
+    return Dual(ans, _as_result(total, ans, np), level)
 
 
 def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
