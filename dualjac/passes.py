@@ -34,12 +34,13 @@ class _Layout:
     leaf shapes, dtype and batch axes: computed once and reused by every later call with the
     same shapes (``_layout``), since a small call is mostly this bookkeeping."""
 
-    __slots__ = ("items", "where", "total", "widest", "seeds")
+    __slots__ = ("xp", "dtype", "items", "where", "total", "widest", "seeds", "small", "scalars")
 
-    def __init__(self, shapes: tuple, nlead: int) -> None:
+    def __init__(self, xp: Any, dtype: Any, shapes: tuple, nlead: int) -> None:
         # per leaf: its per-sample shape, and where its lanes sit on a lane axis: an int for a 0-d
         # leaf (indexing by it drops the axis with no reshape), else a slice whose columns are
         # reshaped to the item shape
+        self.xp, self.dtype = xp, dtype
         self.items, self.where = [], []
         total = widest = 0
         for shape in shapes:
@@ -50,7 +51,15 @@ class _Layout:
             total += n
             widest = max(widest, math.prod(shape))
         self.total, self.widest = total, max(widest, 1)
+        self.scalars = nlead == 0 and all(item == () for item in self.items)  # every leaf 0-d: lane ``where``
         self.seeds = None  # all lanes' seeds of a small multi-leaf layout: read-only views, made once
+        # a small call's layout (``small_inputs``): NumPy floating arrays, at most SMALL elements; the
+        # bytes of its seeds, which must fit ``config.tangent_bytes`` (0: not a small call)
+        small = xp is np and nlead == 0 and dtype.kind == "f" and dtype.isnative and 0 < total <= SMALL
+        self.small = total * self.widest * dtype.itemsize if small else 0
+
+
+SMALL = 64  # input elements up to which a call whose arguments are all arrays takes one pass of all lanes
 
 
 _LAYOUTS: dict[tuple, _Layout] = {}
@@ -61,13 +70,15 @@ def _layout(key: tuple, shapes: tuple, nlead: int) -> _Layout:
     if got is None:
         if len(_LAYOUTS) >= 256:  # many distinct shapes: start over rather than grow without bound
             _LAYOUTS.clear()
-        got = _LAYOUTS[key] = _Layout(shapes, nlead)
+        got = _LAYOUTS[key] = _Layout(key[0], key[1], shapes, nlead)
     return got
 
 
 class Inputs:
     """The differentiated inputs of one transform call: their leaves and where each
     leaf's elements sit among the ``total`` lanes."""
+
+    __slots__ = ("xp", "dtype", "leaves", "lead", "layout", "items", "where", "total", "widest")
 
     def __init__(self, leaves: list[Any], lead: tuple = (), nums: tuple | None = None) -> None:
         """``nums``: the argnums the leaves come from, when they are yet to be checked (``check_input``)."""
@@ -90,11 +101,12 @@ class Inputs:
             plain = [x if type(x) is not Dual else value(x) for x in leaves]
             self.xp = array_namespace(*plain)
             self.dtype = np.result_type(*[p.dtype for p in plain])
-        self.leaves, self.lead = leaves, lead
         shapes = tuple([p.shape for p in plain])
-        self.layout = _layout((self.xp, self.dtype, len(lead), shapes), shapes, len(lead))
-        self.items, self.where = self.layout.items, self.layout.where
-        self.total, self.widest = self.layout.total, self.layout.widest
+        self._take(leaves, lead, _layout((self.xp, self.dtype, len(lead), shapes), shapes, len(lead)))
+
+    def _take(self, leaves: list[Any], lead: tuple, layout: _Layout) -> None:
+        self.leaves, self.lead, self.layout = leaves, lead, layout
+        self.items, self.where, self.total, self.widest = layout.items, layout.where, layout.total, layout.widest
 
     def seeds(self, start: int, stop: int) -> list[Any]:
         """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
@@ -120,6 +132,9 @@ class Inputs:
     def blocks(self, t: Any, o: Any) -> list[Any]:
         """Split output lanes ``t`` (N, *o.shape) into Jacobian blocks ``o.shape + item``
         per input leaf; ``t`` None (``o`` does not depend on the inputs) gives zeros."""
+        if self.layout.scalars and t is not None and type(t) is not Diagonal:  # each block is one lane
+            cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t
+            return [cols[..., w] for w in self.where]
         o_shape = tuple(o.shape) if hasattr(o, "shape") else tuple(np.shape(o))
         if t is None:
             return [self.xp.zeros(o_shape + item, dtype=self.dtype) for item in self.items]
@@ -134,6 +149,28 @@ class Inputs:
             cols[..., w] if type(w) is int else cols[..., w].reshape(o_shape + item)
             for w, item in zip(self.where, self.items)
         ]
+
+
+def small_inputs(args: tuple) -> Inputs | None:
+    """The inputs of a small call whose arguments are all differentiated and each a NumPy floating
+    array, of one native dtype, together at most ``SMALL`` elements whose seeds fit
+    ``config.tangent_bytes``: ``Inputs(list(args))`` from the cached layout of their shapes, without
+    the checks other inputs need. None for anything else."""
+    d = None
+    for x in args:
+        if type(x) is not np.ndarray or (d is not None and x.dtype is not d):
+            return None
+        d = x.dtype
+    if d is None:
+        return None
+    key = (np, d, 0, tuple([x.shape for x in args]))
+    layout = _LAYOUTS.get(key) or _layout(key, key[3], 0)
+    if not 0 < layout.small <= config.tangent_bytes:
+        return None
+    inputs = Inputs.__new__(Inputs)
+    inputs.xp, inputs.dtype = np, d
+    inputs._take(list(args), (), layout)
+    return inputs
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,7 +28,7 @@ from .inputs import argnum_tuple, call_user, check_function, check_input, lanes_
 from .lanes import dense
 from .levels import close_level, open_level
 from .numpy_api import value
-from .passes import Inputs, fresh, root, run_lanes
+from .passes import SMALL, Inputs, fresh, root, run_lanes, small_inputs
 from .settings import AUTO_MIN_INPUTS, config
 from .tree import flatten, unflatten
 
@@ -132,7 +132,7 @@ def _forward(
     # every argument differentiated, each an array: the duals are the arguments (no tree walk per pass)
     flat = every and not kwargs and not has_aux and len(leaves) == len(args) and not any(in_def[2])
     if (
-        flat and chunk_size is None and inputs.total <= _SMALL
+        flat and chunk_size is None and inputs.total <= SMALL
         and inputs.total * inputs.widest * inputs.dtype.itemsize <= config.tangent_bytes  # the seeds fit
     ):
         jac = _one_pass(f, inputs, single)
@@ -159,9 +159,6 @@ def _forward(
     out_leaves, out_def, lanes, _ = run_lanes(run, inputs, chunk_size)
     jac = _assemble(inputs, in_def, out_leaves, out_def, lanes, single)
     return (jac, aux_box[0]) if has_aux else jac
-
-
-_SMALL = 64  # input elements up to which a call with array arguments takes ``_one_pass``
 
 
 def _one_pass(f: Callable[..., Any], inputs: Inputs, single: bool) -> Any:
@@ -222,6 +219,14 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
+    small = small_inputs(args) if mode == "auto" and chunk_size is None else None
+    if small is not None and small.total <= AUTO_MIN_INPUTS:  # auto's pick is forward mode, in one pass
+        check_function(f)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", small.total, AUTO_MIN_INPUTS)
+        jac = _one_pass(f, small, single_in)
+        if jac is not None:
+            return jac
     n_in = 0
     if mode == "auto":
         for x in args:

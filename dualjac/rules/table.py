@@ -31,11 +31,12 @@ to ``(K, 1, ..., *x.shape)`` with the result's rank, so a rule broadcasts like i
 
 Strategies that make this loop fast live beside it, each in one named function:
 ``common_diagonal`` (implicit identity lanes: an elementwise chain on a freshly seeded input
-runs on one lane, ``lanes.Diagonal``), ``apply_small`` (an elementwise op on small written-out lanes
-of one transform, NumPy operands: the same steps without the cases they cannot meet), ``scale`` (a big ``factor * dx`` written into reused
-memory, ``buffers``), and a rule's own ``diagonal=`` handlers (``x @ W`` on seeded lanes is
-rows of ``W``). Before a tangent is computed, ``budget.check`` stops a pass that would exceed
-its memory budget, and the transform re-plans with fewer lanes.
+runs on one lane, ``lanes.Diagonal``), ``scale`` (a big ``factor * dx`` written into reused
+memory, ``buffers``), a rule's own ``diagonal=`` handlers (``x @ W`` on seeded lanes is
+rows of ``W``), and ``apply_small``, the door of Dual's arithmetic operators: an elementwise op
+on a few NumPy scalars of one transform takes apply's steps without the cases it cannot meet.
+Before a tangent is computed, ``budget.check`` stops a pass that would exceed its memory budget,
+and the transform re-plans with fewer lanes.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _xp_function(name: str) -> Callable[..., Any]:
         return getattr(xp, name)(*args, **params)
 
     primal.__name__ = name
+    primal.numpy = getattr(np, name, None)  # apply_small's shortcut: NumPy values call it directly
     return primal
 
 
@@ -250,40 +252,48 @@ def apply_small(name: str, *args: Any) -> Any:
     rule = RULES.get(name)
     if rule is None or rule.form not in POINTWISE:
         return apply(name, *args)
-    level = 0
-    for i, a in enumerate(args):
+    level, primals = 0, []
+    for a in args:
         if type(a) is Dual:
-            t = a.tangent
+            t, p = a.tangent, a.primal
             if (
                 a.view is not None or type(t) is not np.ndarray or t.size >= _SMALL
-                or type(a.primal) not in _NUMPY or (level and a.level != level)
-                or i >= len(rule.per_arg) or rule.per_arg[i] is None
+                or type(p) not in _NUMPY or (level and a.level != level)
             ):  # fmt: skip
                 return apply(name, *args)
             level = a.level
-        elif type(a) not in _NUMPY:
+            primals.append(p)
+        elif type(a) in _NUMPY:
+            primals.append(a)
+        else:
             return apply(name, *args)
     if level not in ACTIVE or level == 0:
         return apply(name, *args)
-    primals = [a.primal if type(a) is Dual else a for a in args]
-    ans = rule.primal(np, *primals)
+    f = getattr(rule.primal, "numpy", None)  # the default primal's NumPy function, called directly
+    ans = f(*primals) if f is not None else rule.primal(np, *primals)
     if ans.dtype.kind != "f":  # complex (apply raises) or not floating
         return apply(name, *args)
     budget.check(level, ans)
-    factors = rule.form == "factors"
-    total = None
+    factors, total = rule.form == "factors", None
     for i, a in enumerate(args):
         if type(a) is Dual:
+            f = rule.per_arg[i] if i < len(rule.per_arg) else None
+            if f is None:  # not differentiable in argument i: apply raises
+                return apply(name, *args)
             t = a.tangent
             if t.ndim <= ans.ndim:
                 t = lanes_to_rank(t, ans.ndim)
             if factors:
-                factor = rule.per_arg[i](np, ans, *primals)
+                factor = f(np, ans, *primals)
                 part = t if (type(factor) is int or type(factor) is float) and factor == 1 else factor * t
             else:
-                part = rule.per_arg[i](np, ans, t, *primals)
+                part = f(np, ans, t, *primals)
             total = part if total is None else total + part
-    return Dual(ans, _as_result(total, ans, np), level)
+    if total.dtype != ans.dtype:  # _as_result, written out
+        total = total.astype(ans.dtype)
+    if total.shape[1:] != ans.shape:
+        total = np.broadcast_to(total, total.shape[:1] + ans.shape)
+    return Dual(ans, total, level)
 
 
 def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
