@@ -48,7 +48,7 @@ import numpy as np
 
 from .. import budget, buffers
 from ..backend import array_namespace
-from ..dual import Dual, value
+from ..dual import Dual, made, value
 from ..errors import ComplexValueError, UnsupportedOpError
 from ..lanes import Diagonal, dense
 from ..levels import ACTIVE, escaped
@@ -243,57 +243,63 @@ _NUMPY = frozenset((np.ndarray, np.float64, np.float32, float, int))  # operands
 _SMALL = buffers.MIN_BYTES // 8  # lane elements below which ``scale`` multiplies in place of ``buffers``
 
 
-def apply_small(name: str, *args: Any) -> Any:
-    """``apply(name, *args)`` for an elementwise rule on small NumPy values (a few scalars): the
-    differentiated arguments are Duals of one active level with NumPy values and written-out
-    tangents of under ``_SMALL`` elements, the others NumPy values. There ``apply`` would take
-    exactly these steps (no list, view, lower level, ``Diagonal`` or workspace to consider);
-    anything else, or a result that is not real floating point, goes to ``apply``."""
+def apply_small(name: str, x: Any, y: Any) -> Any:
+    """``apply(name, x, y)`` for Dual's arithmetic operators on small NumPy values (a few scalars):
+    an elementwise rule of two arguments, each a NumPy value or a Dual of the one active level with a
+    NumPy value and written-out lanes too small for ``buffers``. There ``apply`` would take exactly
+    these steps (no list, view, lower level, ``Diagonal`` or workspace to consider); anything else,
+    or a result that is not real floating point, goes to ``apply``. (Two arguments written out, not
+    a loop over ``*args``: this is most of a small call's time.)"""
     rule = RULES.get(name)
-    if rule is None or rule.form not in POINTWISE:
-        return apply(name, *args)
-    level, primals = 0, []
-    for a in args:
-        if type(a) is Dual:
-            t, p = a.tangent, a.primal
-            if (
-                a.view is not None or type(t) is not np.ndarray or t.size >= _SMALL
-                or type(p) not in _NUMPY or (level and a.level != level)
-            ):  # fmt: skip
-                return apply(name, *args)
-            level = a.level
-            primals.append(p)
-        elif type(a) in _NUMPY:
-            primals.append(a)
-        else:
-            return apply(name, *args)
-    if level not in ACTIVE or level == 0:
-        return apply(name, *args)
+    if rule is None or rule.form not in POINTWISE or len(rule.per_arg) != 2:
+        return apply(name, x, y)
+    level, tx, ty = 0, None, None
+    if type(x) is Dual:
+        if x.view is not None:
+            return apply(name, x, y)
+        px, tx, level = x.primal, x.tangent, x.level
+        if type(tx) is not np.ndarray or tx.size >= _SMALL or type(px) not in _NUMPY:
+            return apply(name, x, y)
+    elif type(x) in _NUMPY:
+        px = x
+    else:
+        return apply(name, x, y)
+    if type(y) is Dual:
+        if y.view is not None or (level and y.level != level):
+            return apply(name, x, y)
+        py, ty, level = y.primal, y.tangent, y.level
+        if type(ty) is not np.ndarray or ty.size >= _SMALL or type(py) not in _NUMPY:
+            return apply(name, x, y)
+    elif type(y) in _NUMPY:
+        py = y
+    else:
+        return apply(name, x, y)
+    dx, dy = rule.per_arg
+    if level not in ACTIVE or level == 0 or (tx is not None and dx is None) or (ty is not None and dy is None):
+        return apply(name, x, y)  # (apply raises for an escaped Dual, or one where there is no derivative)
     f = getattr(rule.primal, "numpy", None)  # the default primal's NumPy function, called directly
-    ans = f(*primals) if f is not None else rule.primal(np, *primals)
+    ans = f(px, py) if f is not None else rule.primal(np, px, py)
     if ans.dtype.kind != "f":  # complex (apply raises) or not floating
-        return apply(name, *args)
-    budget.check(level, ans)
+        return apply(name, x, y)
+    entry = budget.LIMITS.get(level)  # budget.check, where a value is wider than any seen
+    if entry is not None and ans.size > entry[1]:
+        budget.check(level, ans)
     factors, total = rule.form == "factors", None
-    for i, a in enumerate(args):
-        if type(a) is Dual:
-            f = rule.per_arg[i] if i < len(rule.per_arg) else None
-            if f is None:  # not differentiable in argument i: apply raises
-                return apply(name, *args)
-            t = a.tangent
+    for t, d in ((tx, dx), (ty, dy)):
+        if t is not None:
             if t.ndim <= ans.ndim:
                 t = lanes_to_rank(t, ans.ndim)
             if factors:
-                factor = f(np, ans, *primals)
+                factor = d(np, ans, px, py)
                 part = t if (type(factor) is int or type(factor) is float) and factor == 1 else factor * t
             else:
-                part = f(np, ans, t, *primals)
+                part = d(np, ans, t, px, py)
             total = part if total is None else total + part
     if total.dtype != ans.dtype:  # _as_result, written out
         total = total.astype(ans.dtype)
     if total.shape[1:] != ans.shape:
         total = np.broadcast_to(total, total.shape[:1] + ans.shape)
-    return Dual(ans, total, level)
+    return made(ans, total, level)
 
 
 def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
