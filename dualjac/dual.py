@@ -337,17 +337,6 @@ def _where() -> str:
 _TWINS = {f"scipy.special.{f}": f"dualjac.nn.{f}" for f in ("logsumexp", "softmax", "log_softmax")}
 
 
-def made(primal: Any, tangent: Any, level: int) -> Dual:
-    """``Dual(primal, tangent, level)`` for lanes known to match the value (a rule's result, computed
-    by broadcasting against it): the constructor without its shape check."""
-    d = _new(Dual)
-    d.primal, d.tangent, d.level, d.view, d.version = primal, tangent, level, None, 0
-    return d
-
-
-_new = object.__new__
-
-
 def value(x: Any) -> Any:
     """The plain value under any number of Dual levels (for integer/boolean results, masks, indices)."""
     while type(x) is Dual:

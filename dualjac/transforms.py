@@ -170,7 +170,10 @@ def _one_pass(f: Callable[..., Any], leaves: list[Any], layout: Layout, single: 
     try:
         out = call_user(f, *[Dual(x, s, level) for x, s in zip(leaves, layout.seeds(0, layout.total))])
         out_leaves, out_def = flatten(out)
-        lanes = [lanes_of(o, level) for o in out_leaves]
+        lanes = [  # lanes_of, its common case first
+            o.tangent if type(o) is Dual and o.level == level and o.view is None else lanes_of(o, level)
+            for o in out_leaves
+        ]
     except budget.OverBudget as e:
         if e.level != level:
             raise
@@ -185,7 +188,11 @@ def _assemble(layout: Layout, in_def: Any, out_leaves: list[Any], out_def: Any, 
     """The Jacobian from each output's lanes: per output leaf, its blocks in the inputs' structure
     ``in_def`` (None: a flat tuple of the leaves)."""
     blocks = []
+    where = layout.where if layout.scalars and in_def is None else None  # 0-d inputs: a block is a lane
     for o, t in zip(out_leaves, fresh(lanes, set())):
+        if where is not None and type(t) is np.ndarray and t.ndim == 1:  # and a 0-d output (layout.blocks)
+            blocks.append(t[..., where[0]] if single else tuple([t[..., w] for w in where]))
+            continue
         per_input = layout.blocks(t, o)
         if in_def is not None:
             per_input = unflatten(in_def, per_input)

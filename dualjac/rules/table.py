@@ -48,7 +48,7 @@ import numpy as np
 
 from .. import budget, buffers
 from ..backend import array_namespace
-from ..dual import Dual, made, value
+from ..dual import Dual, value
 from ..errors import ComplexValueError, UnsupportedOpError
 from ..lanes import Diagonal, dense
 from ..levels import ACTIVE, escaped
@@ -299,7 +299,7 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
         total = total.astype(ans.dtype)
     if total.shape[1:] != ans.shape:
         total = np.broadcast_to(total, total.shape[:1] + ans.shape)
-    return made(ans, total, level)
+    return Dual(ans, total, level)
 
 
 def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
