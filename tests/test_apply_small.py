@@ -251,3 +251,22 @@ def test_threads_get_their_own_answers():
     for i, (a, b, c) in enumerate(points):
         want = [[1, 1, 0], [float(c), 0, float(a)], [0, 3 * float(b) ** 2, 0]]
         np.testing.assert_array_equal(np.array(got[i], dtype=float), want)
+
+
+def test_a_rule_defined_again_is_read_again():
+    """apply_small reads a rule once (its plan) and again when the table holds another rule of the name."""
+    level = open_level()
+    try:
+        x, y = Dual(np.array(2.0), np.array([1.0, 0.0]), level), Dual(np.array(3.0), np.array([0.0, 1.0]), level)
+        for scale in (1.0, 5.0):
+            dj.defrule("scaled_", primal=lambda xp, x, y: scale * x * y,
+                       factors=(lambda xp, ans, x, y: scale * y, lambda xp, ans, x, y: scale * x))  # fmt: skip
+            try:
+                out = table.apply_small("scaled_", x, y)
+                assert float(out.primal) == scale * 6.0 and out.tangent.tolist() == [scale * 3.0, scale * 2.0]
+            finally:
+                dj.RULES.pop("scaled_")
+        with pytest.raises(dj.UnsupportedOpError):
+            table.apply_small("scaled_", x, y)
+    finally:
+        close_level(level)

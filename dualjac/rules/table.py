@@ -243,6 +243,19 @@ _NUMPY = frozenset((np.ndarray, np.float64, np.float32, float, int))  # operands
 _SMALL = buffers.MIN_BYTES // 8  # lane elements below which ``scale`` multiplies in place of ``buffers``
 
 
+_PLANS: dict[str, tuple] = {}  # name -> what apply_small reads of its rule (``_plan``)
+
+
+def _plan(name: str, rule: Rule | None) -> tuple | None:
+    """What ``apply_small`` reads of a two-argument elementwise rule, read once: the rule, its default
+    primal's NumPy function (called directly) or None, whether its form is factors, and its two
+    per-argument factors or rules. None for any other rule."""
+    if rule is None or rule.form not in POINTWISE or len(rule.per_arg) != 2:
+        return None
+    plan = _PLANS[name] = (rule, getattr(rule.primal, "numpy", None), rule.form == "factors", *rule.per_arg)
+    return plan
+
+
 def apply_small(name: str, x: Any, y: Any) -> Any:
     """``apply(name, x, y)`` for Dual's arithmetic operators on small NumPy values (a few scalars):
     an elementwise rule of two arguments, each a NumPy value or a Dual of the one active level with a
@@ -250,9 +263,12 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
     these steps (no list, view, lower level, ``Diagonal`` or workspace to consider); anything else,
     or a result that is not real floating point, goes to ``apply``. (Two arguments written out, not
     a loop over ``*args``: this is most of a small call's time.)"""
-    rule = RULES.get(name)
-    if rule is None or rule.form not in POINTWISE or len(rule.per_arg) != 2:
-        return apply(name, x, y)
+    rule, plan = RULES.get(name), _PLANS.get(name)
+    if plan is None or plan[0] is not rule:
+        plan = _plan(name, rule)
+        if plan is None:
+            return apply(name, x, y)
+    _, f, factors, dx, dy = plan
     level, tx, ty = 0, None, None
     if type(x) is Dual:
         if x.view is not None:
@@ -274,17 +290,15 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
         py = y
     else:
         return apply(name, x, y)
-    dx, dy = rule.per_arg
     if level not in ACTIVE or level == 0 or (tx is not None and dx is None) or (ty is not None and dy is None):
         return apply(name, x, y)  # (apply raises for an escaped Dual, or one where there is no derivative)
-    f = getattr(rule.primal, "numpy", None)  # the default primal's NumPy function, called directly
     ans = f(px, py) if f is not None else rule.primal(np, px, py)
     if ans.dtype.kind != "f":  # complex (apply raises) or not floating
         return apply(name, x, y)
     entry = budget.LIMITS.get(level)  # budget.check, where a value is wider than any seen
     if entry is not None and ans.size > entry[1]:
         budget.check(level, ans)
-    factors, total = rule.form == "factors", None
+    total = None
     for t, d in ((tx, dx), (ty, dy)):
         if t is not None:
             if t.ndim <= ans.ndim:
