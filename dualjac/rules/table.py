@@ -293,7 +293,9 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
     if level not in ACTIVE or level == 0 or (tx is not None and dx is None) or (ty is not None and dy is None):
         return apply(name, x, y)  # (apply raises for an escaped Dual, or one where there is no derivative)
     ans = f(px, py) if f is not None else rule.primal(np, px, py)
-    if ans.dtype.kind != "f":  # complex (apply raises) or not floating
+    # a NumPy float scalar is a 0-d result: both arguments are 0-d, their lanes (K,), as the result's
+    scalar = type(ans) is np.float64 or type(ans) is np.float32
+    if not scalar and ans.dtype.kind != "f":  # complex (apply raises) or not floating
         return apply(name, x, y)
     entry = budget.LIMITS.get(level)  # budget.check, where a value is wider than any seen
     if entry is not None and ans.size > entry[1]:
@@ -301,7 +303,7 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
     total = None
     for t, d in ((tx, dx), (ty, dy)):
         if t is not None:
-            if t.ndim <= ans.ndim:
+            if not scalar and t.ndim <= ans.ndim:
                 t = lanes_to_rank(t, ans.ndim)
             if factors:
                 factor = d(np, ans, px, py)
@@ -311,7 +313,7 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
             total = part if total is None else total + part
     if total.dtype != ans.dtype:  # _as_result, written out
         total = total.astype(ans.dtype)
-    if total.shape[1:] != ans.shape:
+    if not scalar and total.shape[1:] != ans.shape:
         total = np.broadcast_to(total, total.shape[:1] + ans.shape)
     return Dual(ans, total, level)
 
