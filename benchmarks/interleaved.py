@@ -1,9 +1,7 @@
 """``python -m benchmarks.interleaved --only W4,W7``: the same workloads as ``benchmarks.run``, timed
-round-robin (one call of each tool per round, for ``--rounds`` rounds, in an order shuffled each round
-with a fixed seed), so that every tool sees the same background load, and no tool always runs right
-after another call of its own library (which finds that library's code and data warm in the caches).
-On a shared machine whose load swings from second to second, a sequential run can time two tools
-under different loads; here a ratio compares calls made moments apart. Reported per
+round-robin (one call of each tool per round, for ``--rounds`` rounds), so that every tool sees the
+same background load. On a shared machine whose load swings from second to second, a sequential run
+can time two tools under different loads; here a ratio compares calls made moments apart. Reported per
 tool: the minimum and the median over rounds, and dualjac's over each (the minimum is the least
 disturbed call of each tool). Slow tools (a first call over ``--max-s`` seconds) are left out.
 """
@@ -12,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import sys
 import time
 
@@ -51,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                 tools.append(t)
         times: dict[str, list[float]] = {t.name: [] for t in tools}
         gc.disable()
-        order = random.Random(0)
         try:
             for _ in range(args.rounds):
-                for t in order.sample(tools, len(tools)):
+                for t in tools:
                     t0 = time.perf_counter()
                     t.call()
                     times[t.name].append(time.perf_counter() - t0)
