@@ -263,12 +263,6 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
     these steps (no list, view, lower level, ``Diagonal`` or workspace to consider); anything else,
     or a result that is not real floating point, goes to ``apply``. (Two arguments written out, not
     a loop over ``*args``: this is most of a small call's time.)"""
-    rule, plan = RULES.get(name), _PLANS.get(name)
-    if plan is None or plan[0] is not rule:
-        plan = _plan(name, rule)
-        if plan is None:
-            return apply(name, x, y)
-    _, f, factors, dx, dy = plan
     level, tx, ty = 0, None, None
     if type(x) is Dual:
         if x.view is not None:
@@ -290,6 +284,12 @@ def apply_small(name: str, x: Any, y: Any) -> Any:
         py = y
     else:
         return apply(name, x, y)
+    rule, plan = RULES.get(name), _PLANS.get(name)
+    if plan is None or plan[0] is not rule:
+        plan = _plan(name, rule)
+        if plan is None:
+            return apply(name, x, y)
+    _, f, factors, dx, dy = plan
     if level not in ACTIVE or level == 0 or (tx is not None and dx is None) or (ty is not None and dy is None):
         return apply(name, x, y)  # (apply raises for an escaped Dual, or one where there is no derivative)
     ans = f(px, py) if f is not None else rule.primal(np, px, py)
