@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_LIMITS: dict[int, list[float]] = {}  # level -> [largest value (elements) its lanes may carry, widest seen]
+# level -> [largest value (elements) its lanes may carry, widest seen]; rules.apply_small reads it to
+# skip ``check`` for a value no wider than one seen
+LIMITS: dict[int, list[float]] = {}
 
 
 class OverBudget(Exception):
@@ -27,17 +29,17 @@ class OverBudget(Exception):
 def start(level: int, max_elements: int, lanes: int) -> None:
     """A pass of ``lanes`` lanes whose tangent arrays may hold ``max_elements`` elements each (one
     lane always may: a single lane cannot be split)."""
-    _LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
+    LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
 
 
 def stop(level: int) -> int:
     """End the pass; the widest value (elements) it computed."""
-    return _LIMITS.pop(level, (0, 0))[1]
+    return LIMITS.pop(level, (0, 0))[1]
 
 
 def check(level: int, ans: Any) -> None:
     """Before ``ans``'s tangent is computed: stop the pass if it would go over its budget."""
-    entry = _LIMITS.get(level)
+    entry = LIMITS.get(level)
     if entry is None:
         return
     size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else getattr(ans, "size", 0)

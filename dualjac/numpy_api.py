@@ -22,6 +22,7 @@ from .backend import array_namespace, is_array, namespace_of_type
 from .dual import Dual, value
 from .errors import UnsupportedOpError
 from .rules import RULES, apply, as_array
+from .rules.table import apply_small
 
 # --- ufuncs ------------------------------------------------------------------------
 # every rule named like a NumPy ufunc is that ufunc's rule (a new rule needs no entry here); the rest
@@ -57,7 +58,7 @@ def binary(ufunc: np.ufunc, a: Any, b: Any) -> Any:
     if type(a) in _FAST and type(b) in _FAST:
         name = UFUNCS.get(ufunc)
         if name is not None:
-            return apply(name, a, b)
+            return apply_small(name, a, b)
     return ufunc(a, b)
 
 

@@ -29,17 +29,19 @@ from .settings import Progress, config
 from .tree import flatten
 
 
-class _Layout:
+class Layout:
     """Where each input leaf's elements sit among the ``total`` lanes, for one combination of
     leaf shapes, dtype and batch axes: computed once and reused by every later call with the
-    same shapes (``_layout``), since a small call is mostly this bookkeeping."""
+    same shapes (``_layout``), since a small call is mostly this bookkeeping. It makes the
+    seeds of a pass and cuts its output lanes into Jacobian blocks."""
 
-    __slots__ = ("items", "where", "total", "widest", "seeds")
+    __slots__ = ("xp", "dtype", "nlead", "shapes", "items", "where", "total", "widest", "full", "small", "scalars")
 
-    def __init__(self, shapes: tuple, nlead: int) -> None:
+    def __init__(self, xp: Any, dtype: Any, shapes: tuple, nlead: int) -> None:
         # per leaf: its per-sample shape, and where its lanes sit on a lane axis: an int for a 0-d
         # leaf (indexing by it drops the axis with no reshape), else a slice whose columns are
         # reshaped to the item shape
+        self.xp, self.dtype, self.nlead, self.shapes = xp, dtype, nlead, shapes
         self.items, self.where = [], []
         total = widest = 0
         for shape in shapes:
@@ -50,24 +52,92 @@ class _Layout:
             total += n
             widest = max(widest, math.prod(shape))
         self.total, self.widest = total, max(widest, 1)
-        self.seeds = None  # all lanes' seeds of a small multi-leaf layout: read-only views, made once
+        self.scalars = nlead == 0 and all(item == () for item in self.items)  # every leaf 0-d: lane ``where``
+        self.full = None  # all lanes' seeds of a small multi-leaf layout: read-only views, made once
+        # a small call's layout (``small_layout``): NumPy floating arrays, at most SMALL elements; the
+        # bytes of its seeds, which must fit ``config.tangent_bytes`` (0: not a small call)
+        small = xp is np and nlead == 0 and dtype.kind == "f" and dtype.isnative and 0 < total <= SMALL
+        self.small = total * self.widest * dtype.itemsize if small else 0
+
+    def seeds(self, start: int, stop: int) -> list[Any]:
+        """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
+        if start == 0 and stop == self.total and self.full is not None:
+            return self.full
+        k = stop - start
+        if len(self.items) == 1:  # one input (jacfwd of an array, batch_jacobian): implicit identity, lanes.py
+            ones = self.xp.ones(self.shapes[0], dtype=self.dtype)
+            return [Diagonal(ones, k, start, self.nlead, self.xp)]
+        if self.total <= 256:  # small: slice a cached identity (most of a tiny call's time)
+            eye = _identity(self.xp, self.total, self.dtype)[start:stop]
+        else:
+            eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
+        seeds = [
+            eye[:, w] if type(w) is int else eye[:, w].reshape((k,) + item)
+            for w, item in zip(self.where, self.items)
+        ]
+        if k == self.total and self.total <= 256:  # views of the read-only identity: safe to hand out again
+            self.full = seeds
+        return seeds
+
+    def blocks(self, t: Any, o: Any) -> list[Any]:
+        """Split the lanes ``t`` (N, *o.shape) of output ``o`` (a value, or a Dual of it) into Jacobian
+        blocks ``o.shape + item`` per input leaf; ``t`` None (``o`` does not depend on the inputs)
+        gives zeros."""
+        if self.scalars and t is not None and type(t) is not Diagonal:  # each block is one lane
+            cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t
+            return [cols[..., w] for w in self.where]
+        o = primal(o)
+        o_shape = tuple(o.shape) if hasattr(o, "shape") else tuple(np.shape(o))
+        if t is None:
+            return [self.xp.zeros(o_shape + item, dtype=self.dtype) for item in self.items]
+        if type(t) is Diagonal:
+            if t.lanes == self.total and type(t.values) is not Dual:
+                return [t.jacobian(o_shape)]
+            t = t.dense()
+        cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t  # (*o.shape, N)
+        if len(self.items) == 1:
+            return [cols.reshape(o_shape + self.items[0])]
+        return [
+            cols[..., w] if type(w) is int else cols[..., w].reshape(o_shape + item)
+            for w, item in zip(self.where, self.items)
+        ]
 
 
-_LAYOUTS: dict[tuple, _Layout] = {}
+SMALL = 64  # input elements up to which a call whose arguments are all arrays takes one pass of all lanes
 
 
-def _layout(key: tuple, shapes: tuple, nlead: int) -> _Layout:
+_LAYOUTS: dict[tuple, Layout] = {}
+
+
+def _layout(key: tuple, shapes: tuple, nlead: int) -> Layout:
     got = _LAYOUTS.get(key)
     if got is None:
         if len(_LAYOUTS) >= 256:  # many distinct shapes: start over rather than grow without bound
             _LAYOUTS.clear()
-        got = _LAYOUTS[key] = _Layout(shapes, nlead)
+        got = _LAYOUTS[key] = Layout(key[0], key[1], shapes, nlead)
     return got
 
 
+def small_layout(args: tuple) -> Layout | None:
+    """The layout of a small call whose arguments are all differentiated and each a NumPy floating
+    array, of one native dtype, together at most ``SMALL`` elements whose seeds fit
+    ``config.tangent_bytes``: what ``Inputs(list(args)).layout`` would be, without the checks other
+    inputs need. None for anything else."""
+    d, shapes = None, []
+    for x in args:
+        if type(x) is not np.ndarray or (d is not None and x.dtype is not d):
+            return None
+        d = x.dtype
+        shapes.append(x.shape)
+    if d is None:
+        return None
+    key = (np, d, 0, tuple(shapes))
+    layout = _LAYOUTS.get(key) or _layout(key, key[3], 0)
+    return layout if 0 < layout.small <= config.tangent_bytes else None
+
+
 class Inputs:
-    """The differentiated inputs of one transform call: their leaves and where each
-    leaf's elements sit among the ``total`` lanes."""
+    """The differentiated inputs of one transform call: their leaves and their ``Layout``."""
 
     def __init__(self, leaves: list[Any], lead: tuple = (), nums: tuple | None = None) -> None:
         """``nums``: the argnums the leaves come from, when they are yet to be checked (``check_input``)."""
@@ -95,45 +165,7 @@ class Inputs:
         self.layout = _layout((self.xp, self.dtype, len(lead), shapes), shapes, len(lead))
         self.items, self.where = self.layout.items, self.layout.where
         self.total, self.widest = self.layout.total, self.layout.widest
-
-    def seeds(self, start: int, stop: int) -> list[Any]:
-        """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
-        k = stop - start
-        if len(self.items) == 1:  # one input (jacfwd of an array, batch_jacobian): implicit identity, lanes.py
-            ones = self.xp.ones(self.lead + self.items[0], dtype=self.dtype)
-            return [Diagonal(ones, k, start, len(self.lead), self.xp)]
-        full = start == 0 and stop == self.total
-        if full and self.layout.seeds is not None:
-            return self.layout.seeds
-        if self.total <= 256:  # small: slice a cached identity (most of a tiny call's time)
-            eye = _identity(self.xp, self.total, self.dtype)[start:stop]
-        else:
-            eye = self.xp.eye(k, self.total, k=start, dtype=self.dtype)
-        seeds = [
-            eye[:, w] if type(w) is int else eye[:, w].reshape((k,) + item)
-            for w, item in zip(self.where, self.items)
-        ]
-        if full and self.total <= 256:  # views of the read-only identity: safe to hand out again
-            self.layout.seeds = seeds
-        return seeds
-
-    def blocks(self, t: Any, o: Any) -> list[Any]:
-        """Split output lanes ``t`` (N, *o.shape) into Jacobian blocks ``o.shape + item``
-        per input leaf; ``t`` None (``o`` does not depend on the inputs) gives zeros."""
-        o_shape = tuple(o.shape) if hasattr(o, "shape") else tuple(np.shape(o))
-        if t is None:
-            return [self.xp.zeros(o_shape + item, dtype=self.dtype) for item in self.items]
-        if type(t) is Diagonal:
-            if t.lanes == self.total and type(t.values) is not Dual:
-                return [t.jacobian(o_shape)]
-            t = t.dense()
-        cols = t.transpose(tuple(range(1, t.ndim)) + (0,)) if t.ndim > 1 else t  # (*o.shape, N)
-        if len(self.items) == 1:
-            return [cols.reshape(o_shape + self.items[0])]
-        return [
-            cols[..., w] if type(w) is int else cols[..., w].reshape(o_shape + item)
-            for w, item in zip(self.where, self.items)
-        ]
+        self.seeds, self.blocks = self.layout.seeds, self.layout.blocks
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,7 +194,9 @@ def fresh(arrays: list[Any], taken: set[int]) -> list[Any]:
         if a is None or type(a) is Diagonal:
             out.append(a)
             continue
-        base = root(a)
+        base = a
+        while getattr(base, "base", None) is not None:  # root(a), written out: once per output
+            base = base.base
         flags = getattr(a, "flags", None)
         if id(base) in taken or (flags is not None and not flags.writeable):
             a = a.copy()

@@ -28,7 +28,7 @@ from .inputs import argnum_tuple, call_user, check_function, check_input, lanes_
 from .lanes import dense
 from .levels import close_level, open_level
 from .numpy_api import value
-from .passes import Inputs, fresh, root, run_lanes
+from .passes import SMALL, Inputs, Layout, fresh, root, run_lanes, small_layout
 from .settings import AUTO_MIN_INPUTS, config
 from .tree import flatten, unflatten
 
@@ -132,10 +132,10 @@ def _forward(
     # every argument differentiated, each an array: the duals are the arguments (no tree walk per pass)
     flat = every and not kwargs and not has_aux and len(leaves) == len(args) and not any(in_def[2])
     if (
-        flat and chunk_size is None and inputs.total <= _SMALL
+        flat and chunk_size is None and inputs.total <= SMALL
         and inputs.total * inputs.widest * inputs.dtype.itemsize <= config.tangent_bytes  # the seeds fit
     ):
-        jac = _one_pass(f, inputs, single)
+        jac = _one_pass(f, inputs.leaves, inputs.layout, single)
         if jac is not None:
             return jac
     aux_box = []
@@ -157,23 +157,23 @@ def _forward(
         return out
 
     out_leaves, out_def, lanes, _ = run_lanes(run, inputs, chunk_size)
-    jac = _assemble(inputs, in_def, out_leaves, out_def, lanes, single)
+    jac = _assemble(inputs.layout, in_def, out_leaves, out_def, lanes, single)
     return (jac, aux_box[0]) if has_aux else jac
 
 
-_SMALL = 64  # input elements up to which a call with array arguments takes ``_one_pass``
-
-
-def _one_pass(f: Callable[..., Any], inputs: Inputs, single: bool) -> Any:
-    """``jacfwd(f)(*inputs.leaves)`` in one pass of all lanes: ``run_lanes`` without its planning, for
+def _one_pass(f: Callable[..., Any], leaves: list[Any], layout: Layout, single: bool) -> Any:
+    """``jacfwd(f)(*leaves)`` in one pass of all lanes: ``run_lanes`` without its planning, for
     the small calls whose time is mostly bookkeeping. None if the pass went over its budget (the
     caller then plans passes as usual)."""
     level = open_level()
-    budget.start(level, config.tangent_bytes // inputs.dtype.itemsize, inputs.total)
+    budget.start(level, config.tangent_bytes // layout.dtype.itemsize, layout.total)
     try:
-        out = call_user(f, *[Dual(x, s, level) for x, s in zip(inputs.leaves, inputs.seeds(0, inputs.total))])
+        out = call_user(f, *[Dual(x, s, level) for x, s in zip(leaves, layout.seeds(0, layout.total))])
         out_leaves, out_def = flatten(out)
-        lanes = [lanes_of(o, level) for o in out_leaves]
+        lanes = [  # lanes_of, its common case first
+            o.tangent if type(o) is Dual and o.level == level and o.view is None else lanes_of(o, level)
+            for o in out_leaves
+        ]
     except budget.OverBudget as e:
         if e.level != level:
             raise
@@ -181,15 +181,19 @@ def _one_pass(f: Callable[..., Any], inputs: Inputs, single: bool) -> Any:
     finally:
         budget.stop(level)
         close_level(level)
-    return _assemble(inputs, None, out_leaves, out_def, lanes, single)
+    return _assemble(layout, None, out_leaves, out_def, lanes, single)
 
 
-def _assemble(inputs: Inputs, in_def: Any, out_leaves: list[Any], out_def: Any, lanes: list[Any], single: bool) -> Any:
+def _assemble(layout: Layout, in_def: Any, out_leaves: list[Any], out_def: Any, lanes: list[Any], single: bool) -> Any:
     """The Jacobian from each output's lanes: per output leaf, its blocks in the inputs' structure
     ``in_def`` (None: a flat tuple of the leaves)."""
     blocks = []
+    where = layout.where if layout.scalars and in_def is None else None  # 0-d inputs: a block is a lane
     for o, t in zip(out_leaves, fresh(lanes, set())):
-        per_input = inputs.blocks(t, primal(o))
+        if where is not None and type(t) is np.ndarray and t.ndim == 1:  # and a 0-d output (layout.blocks)
+            blocks.append(t[..., where[0]] if single else tuple([t[..., w] for w in where]))
+            continue
+        per_input = layout.blocks(t, o)
         if in_def is not None:
             per_input = unflatten(in_def, per_input)
         blocks.append(per_input[0] if single else tuple(per_input))
@@ -222,6 +226,14 @@ def jacobian(f: Callable[..., Any], inputs: Any, *, chunk_size: int | None = Non
     """
     single_in = not isinstance(inputs, tuple)
     args = (inputs,) if single_in else inputs
+    small = small_layout(args) if mode == "auto" and chunk_size is None else None
+    if small is not None and small.total <= AUTO_MIN_INPUTS:  # auto's pick is forward mode, in one pass
+        check_function(f)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("dualjac mode=auto: forward (%d input elements <= %d)", small.total, AUTO_MIN_INPUTS)
+        jac = _one_pass(f, args, small, single_in)
+        if jac is not None:
+            return jac
     n_in = 0
     if mode == "auto":
         for x in args:

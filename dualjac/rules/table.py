@@ -33,15 +33,19 @@ Strategies that make this loop fast live beside it, each in one named function:
 ``common_diagonal`` (implicit identity lanes: an elementwise chain on a freshly seeded input
 runs on one lane, ``lanes.Diagonal``), ``scale`` (a big ``factor * dx`` written into reused
 memory, ``buffers``), ``pointwise`` (an elementwise op's values and factors on big arrays, and
-``scale``'s products, split over threads: ``threads``), and a rule's own ``diagonal=`` handlers
-(``x @ W`` on seeded lanes is rows of ``W``). Before a tangent is computed, ``budget.check`` stops a pass that would exceed
-its memory budget, and the transform re-plans with fewer lanes.
+``scale``'s products, split over threads: ``threads``), a rule's own ``diagonal=`` handlers
+(``x @ W`` on seeded lanes is rows of ``W``), and ``apply_small``, the door of Dual's arithmetic
+operators: an elementwise op on a few NumPy scalars of one transform takes apply's steps without
+the cases it cannot meet. Before a tangent is computed, ``budget.check`` stops a pass that would
+exceed its memory budget, and the transform re-plans with fewer lanes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from .. import budget, buffers, threads
 from ..backend import array_namespace
@@ -77,6 +81,7 @@ def _xp_function(name: str) -> Callable[..., Any]:
         return getattr(xp, name)(*args, **params)
 
     primal.__name__ = name
+    primal.numpy = getattr(np, name, None)  # apply_small's shortcut: NumPy values call it directly
     return primal
 
 
@@ -233,6 +238,85 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         return Dual(ans, diag.with_values(_as_result(total[0], ans)), level)
     return Dual(ans, _as_result(total, ans, xp), level)
 # --8<-- [end:apply]
+
+
+_NUMPY = frozenset((np.ndarray, np.float64, np.float32, float, int))  # operands apply_small takes as they are
+_SMALL = buffers.MIN_BYTES // 8  # lane elements below which ``scale`` multiplies in place of ``buffers``
+
+
+_PLANS: dict[str, tuple] = {}  # name -> what apply_small reads of its rule (``_plan``)
+
+
+def _plan(name: str, rule: Rule | None) -> tuple | None:
+    """What ``apply_small`` reads of a two-argument elementwise rule, read once: the rule, its default
+    primal's NumPy function (called directly) or None, whether its form is factors, and its two
+    per-argument factors or rules. None for any other rule."""
+    if rule is None or rule.form not in POINTWISE or len(rule.per_arg) != 2:
+        return None
+    plan = _PLANS[name] = (rule, getattr(rule.primal, "numpy", None), rule.form == "factors", *rule.per_arg)
+    return plan
+
+
+def apply_small(name: str, x: Any, y: Any) -> Any:
+    """``apply(name, x, y)`` for Dual's arithmetic operators on small NumPy values (a few scalars):
+    an elementwise rule of two arguments, each a NumPy value or a Dual of the one active level with a
+    NumPy value and written-out lanes too small for ``buffers``. There ``apply`` would take exactly
+    these steps (no list, view, lower level, ``Diagonal`` or workspace to consider); anything else,
+    or a result that is not real floating point, goes to ``apply``. (Two arguments written out, not
+    a loop over ``*args``: this is most of a small call's time.)"""
+    level, tx, ty = 0, None, None
+    if type(x) is Dual:
+        if x.view is not None:
+            return apply(name, x, y)
+        px, tx, level = x.primal, x.tangent, x.level
+        if type(tx) is not np.ndarray or tx.size >= _SMALL or type(px) not in _NUMPY:
+            return apply(name, x, y)
+    elif type(x) in _NUMPY:
+        px = x
+    else:
+        return apply(name, x, y)
+    if type(y) is Dual:
+        if y.view is not None or (level and y.level != level):
+            return apply(name, x, y)
+        py, ty, level = y.primal, y.tangent, y.level
+        if type(ty) is not np.ndarray or ty.size >= _SMALL or type(py) not in _NUMPY:
+            return apply(name, x, y)
+    elif type(y) in _NUMPY:
+        py = y
+    else:
+        return apply(name, x, y)
+    rule, plan = RULES.get(name), _PLANS.get(name)
+    if plan is None or plan[0] is not rule:
+        plan = _plan(name, rule)
+        if plan is None:
+            return apply(name, x, y)
+    _, f, factors, dx, dy = plan
+    if level not in ACTIVE or level == 0 or (tx is not None and dx is None) or (ty is not None and dy is None):
+        return apply(name, x, y)  # (apply raises for an escaped Dual, or one where there is no derivative)
+    ans = f(px, py) if f is not None else rule.primal(np, px, py)
+    # a NumPy float scalar is a 0-d result: both arguments are 0-d, their lanes (K,), as the result's
+    scalar = type(ans) is np.float64 or type(ans) is np.float32
+    if not scalar and ans.dtype.kind != "f":  # complex (apply raises) or not floating
+        return apply(name, x, y)
+    entry = budget.LIMITS.get(level)  # budget.check, where a value is wider than any seen
+    if entry is not None and ans.size > entry[1]:
+        budget.check(level, ans)
+    total = None
+    for t, d in ((tx, dx), (ty, dy)):
+        if t is not None:
+            if not scalar and t.ndim <= ans.ndim:
+                t = lanes_to_rank(t, ans.ndim)
+            if factors:
+                factor = d(np, ans, px, py)
+                part = t if (type(factor) is int or type(factor) is float) and factor == 1 else factor * t
+            else:
+                part = d(np, ans, t, px, py)
+            total = part if total is None else total + part
+    if total.dtype != ans.dtype:  # _as_result, written out
+        total = total.astype(ans.dtype)
+    if not scalar and total.shape[1:] != ans.shape:
+        total = np.broadcast_to(total, total.shape[:1] + ans.shape)
+    return Dual(ans, total, level)
 
 
 def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, params: dict) -> Any:
