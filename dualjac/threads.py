@@ -62,32 +62,6 @@ def parts(shape: tuple) -> tuple[int, list[slice]] | None:
     return axis, [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def shape_to_split(*operands: Any) -> tuple | None:
-    """The broadcast shape of ``operands`` where splitting it pays: NumPy arrays and numbers only
-    (not Duals, not CuPy), the largest of at least ``MIN_ELEMENTS`` elements, threads on; else None."""
-    if config.threads < 2:
-        return None
-    size = 0
-    for a in operands:
-        if type(a) is np.ndarray:
-            size = max(size, a.size)
-        elif not isinstance(a, (int, float, np.generic)):
-            return None
-    if size < MIN_ELEMENTS:
-        return None
-    return np.broadcast_shapes(*[np.shape(a) for a in operands])
-
-
-def product(a: Any, b: Any, out: Any = None) -> Any:
-    """``a * b`` (into ``out`` if given), in slices over threads where it is big."""
-    shape = shape_to_split(a, b)
-    if shape is None:
-        return a * b if out is None else np.multiply(a, b, out=out)
-    if out is None:
-        out = np.empty(shape, np.result_type(a, b))
-    return split(np.multiply, shape, a, b, out=out)
-
-
 def _cut(a: Any, axis: int, s: slice, ndim: int) -> Any:
     """Operand ``a``'s part for the slice ``s`` of the result's ``axis`` under NumPy broadcasting
     (operands align at the right; an axis of length 1, or a missing one, is shared by every slice)."""
@@ -101,9 +75,7 @@ def _cut(a: Any, axis: int, s: slice, ndim: int) -> Any:
 
 def split(fn: Callable[..., Any], shape: tuple, *operands: Any, out: Any = None) -> Any:
     """``fn(*operands)`` (with ``out=out`` if given) for a pointwise ``fn`` whose result has
-    ``shape``, computed in slices on ``config.threads`` threads: into ``out``, or concatenated. Without
-    ``out``, None where a slice's result is not that slice of ``shape`` (``fn`` gives a constant, or
-    an operand that was not split): the caller then calls ``fn`` once."""
+    ``shape``, computed in slices on ``config.threads`` threads: into ``out``, or concatenated."""
     plan = parts(shape)
     if plan is None:
         return fn(*operands) if out is None else fn(*operands, out=out)
@@ -127,9 +99,4 @@ def split(fn: Callable[..., Any], shape: tuple, *operands: Any, out: Any = None)
     rest = [f.result() for f in later]  # a thread's error is raised here
     if out is not None:
         return out
-    pieces = [first, *rest]
-    for p, s in zip(pieces, slices):
-        want = shape[:axis] + (s.stop - s.start,) + shape[axis + 1 :]
-        if type(p) is not np.ndarray or p.shape != want:
-            return None
-    return np.concatenate(pieces, axis=axis)
+    return np.concatenate([first, *rest], axis=axis)

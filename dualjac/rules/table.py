@@ -32,12 +32,11 @@ to ``(K, 1, ..., *x.shape)`` with the result's rank, so a rule broadcasts like i
 Strategies that make this loop fast live beside it, each in one named function:
 ``common_diagonal`` (implicit identity lanes: an elementwise chain on a freshly seeded input
 runs on one lane, ``lanes.Diagonal``), ``scale`` (a big ``factor * dx`` written into reused
-memory, ``buffers``), ``pointwise`` (an elementwise op's values and factors on big arrays, and
-``scale``'s products, split over threads: ``threads``), a rule's own ``diagonal=`` handlers
-(``x @ W`` on seeded lanes is rows of ``W``), and ``apply_small``, the door of Dual's arithmetic
-operators: an elementwise op on a few NumPy scalars of one transform takes apply's steps without
-the cases it cannot meet. Before a tangent is computed, ``budget.check`` stops a pass that would
-exceed its memory budget, and the transform re-plans with fewer lanes.
+memory, ``buffers``), a rule's own ``diagonal=`` handlers (``x @ W`` on seeded lanes is
+rows of ``W``), and ``apply_small``, the door of Dual's arithmetic operators: an elementwise op
+on a few NumPy scalars of one transform takes apply's steps without the cases it cannot meet.
+Before a tangent is computed, ``budget.check`` stops a pass that would exceed its memory budget,
+and the transform re-plans with fewer lanes.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import budget, buffers, threads
+from .. import budget, buffers
 from ..backend import array_namespace
 from ..dual import Dual, value
 from ..errors import ComplexValueError, UnsupportedOpError
@@ -214,7 +213,7 @@ def apply(name: str, *args: Any, **params: Any) -> Any:
         return rule.primal(array_namespace(*args), *args, **params)
     primals = tuple([a.primal if type(a) is Dual and a.level == level else a for a in args])
     xp = array_namespace(*primals)
-    ans = evaluate(rule, xp, primals, params)
+    ans = rule.primal(xp, *primals, **params)
     if rule.form == "nondiff":
         return ans
     _real(name, ans)
@@ -335,45 +334,19 @@ def contribution(rule: Rule, i: int, xp: Any, ans: Any, t: Any, primals: tuple, 
     if rule.form in POINTWISE and t.ndim <= ans.ndim:
         t = lanes_to_rank(t, ans.ndim)
     if rule.form == "factors":
-        return scale(xp, pointwise(f, xp, (ans, *primals), params), t, ans)
+        return scale(xp, f(xp, ans, *primals, **params), t, ans)
     return f(xp, ans, t, *primals, **params)
 
 
 def scale(xp: Any, factor: Any, t: Any, ans: Any) -> Any:
-    """``factor * t``; a big product of full-size lanes goes into reused memory (``buffers``), and a
-    big product is split over threads (``threads``)."""
+    """``factor * t``; a big product of full-size lanes goes into reused memory (``buffers``)."""
     if (type(factor) is int or type(factor) is float) and factor == 1:  # add, positive: t passes as it is
         return t
-    out = None
     if t.shape[1:] == ans.shape:  # out_for refuses small products, Duals and no workspace
         out = buffers.out_for(t.shape, factor, t, dtype=ans.dtype)
-    return threads.product(factor, t, out)
-
-
-def evaluate(rule: Rule, xp: Any, primals: tuple, params: dict) -> Any:
-    """The rule's primal value; an elementwise (``factors``) op's in slices over threads (``pointwise``)."""
-    if rule.form == "factors":
-        return pointwise(rule.primal, xp, primals, params)
-    return rule.primal(xp, *primals, **params)
-
-
-_COMPUTES: dict[Callable[..., Any], bool] = {}  # fn -> whether it computes a new array (worth splitting)
-
-
-def pointwise(fn: Callable[..., Any], xp: Any, operands: tuple, params: dict) -> Any:
-    """``fn(xp, *operands, **params)`` for a pointwise ``fn``: on big NumPy arrays, in slices
-    computed on several threads (``threads``), since NumPy's own loops use one core. A function
-    seen to return a constant or one of its operands (``add``'s factor 1, ``multiply``'s ``y``)
-    has nothing to split: it is called whole from then on."""
-    shape = threads.shape_to_split(*operands)
-    if shape is None or not _COMPUTES.get(fn, True) or any(hasattr(v, "shape") for v in params.values()):
-        return fn(xp, *operands, **params)
-    if fn not in _COMPUTES:
-        ans = fn(xp, *operands, **params)
-        _COMPUTES[fn] = hasattr(ans, "shape") and tuple(ans.shape) == shape and all(ans is not a for a in operands)
-        return ans
-    ans = threads.split(lambda *a: fn(xp, *a, **params), shape, *operands)
-    return fn(xp, *operands, **params) if ans is None else ans
+        if out is not None:
+            return xp.multiply(factor, t, out=out)
+    return factor * t
 
 
 def common_diagonal(tangents: list, ans: Any) -> Diagonal | None:
