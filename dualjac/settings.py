@@ -6,19 +6,12 @@ dualjac.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 AUTO_MIN_INPUTS = 64  # mode="auto": up to this many input elements (per sample), forward mode (dualjac/reverse.py)
-
-
-def _cores() -> int:
-    """The cores this process may run on (at most 8: elementwise loops stop gaining before that)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(n, 8))
 
 
 @dataclass
@@ -34,9 +27,7 @@ class Config:
     per recorded operation) before ``TapeTooLargeError`` stops it. ``block_bytes``: ``batch_jacobian``
     evaluates a large batch in blocks of rows whose widest tangent array holds about this many
     bytes, so it stays in the CPU cache between the ops that make and use it (NumPy only; the result
-    does not depend on it; 0 evaluates the whole batch at once). ``threads``: how many threads
-    elementwise work on big NumPy arrays is split over (``dualjac/threads.py``; the cores this process
-    may use, at most 8; 1 never splits; the result does not depend on it).
+    does not depend on it; 0 evaluates the whole batch at once).
 
     >>> import numpy as np, dualjac as dj
     >>> seen = []
@@ -51,7 +42,6 @@ class Config:
     progress: Callable[[int, int], None] | None = None
     tape_bytes: int = 4 << 30
     block_bytes: int = 4 << 20  # about one core's L2 cache
-    threads: int = field(default_factory=lambda: _cores())
 
 
 config = Config()
