@@ -4,9 +4,10 @@ Why: the lane arrays of a transform are large (tens of MiB). With glibc's defaul
 C allocator maps each one afresh and the kernel faults in every page on first touch, which on a
 small VM can cost as much as the arithmetic. Inside ``with dj.Workspace():`` the big products
 (elementwise ``factor * dx``, lane GEMMs) are written with ``out=`` into arrays the workspace
-keeps instead. Outside one, dualjac allocates as NumPy does and keeps nothing between calls: a
-process that sets glibc to keep freed memory (``M_MMAP_MAX=0``, ``M_TRIM_THRESHOLD=-1``) gets the
-same reuse from the allocator itself.
+keeps instead. Outside one, dualjac keeps nothing between calls (``batch_jacobian`` holds a
+workspace of its own for the length of one call, so its later ops and row blocks reuse the memory of
+earlier ones): a process that sets glibc to keep freed memory (``M_MMAP_MAX=0``,
+``M_TRIM_THRESHOLD=-1``) gets reuse across calls from the allocator itself.
 
 When is a kept array free? Every view of a NumPy array holds a reference to the array that owns
 the memory, so the owner's reference count is exactly its baseline (the workspace's own
