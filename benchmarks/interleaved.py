@@ -1,6 +1,6 @@
 """``python -m benchmarks.interleaved --only W4,W7``: the same workloads as ``benchmarks.run``, timed
-round-robin (one call of each tool per round, for ``--rounds`` rounds), so that every tool sees the
-same background load. On a shared machine whose load swings from second to second, a sequential run
+round-robin (one call of each tool per round, in a shuffled order, for ``--rounds`` rounds), so that
+every tool sees the same background load. On a shared machine whose load swings from second to second, a sequential run
 can time two tools under different loads; here a ratio compares calls made moments apart. Reported per
 tool: the minimum and the median over rounds, and dualjac's over each (the minimum is the least
 disturbed call of each tool). Slow tools (a first call over ``--max-s`` seconds) are left out.
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             if time.perf_counter() - t0 <= args.max_s:
                 tools.append(t)
         times: dict[str, list[float]] = {t.name: [] for t in tools}
-        gc.disable()
+        order = np.random.default_rng(0)  # each round in another order: a fixed one times the tool
+        gc.disable()  # after its own library's call warm, and the first of each library cold
         try:
             for _ in range(args.rounds):
-                for t in tools:
+                for t in order.permutation(np.array(tools, dtype=object)):
                     t0 = time.perf_counter()
                     t.call()
                     times[t.name].append(time.perf_counter() - t0)
