@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# level -> [largest value (elements) its lanes may carry, widest seen]; rules.apply_small reads it to
-# skip ``check`` for a value no wider than one seen
-LIMITS: dict[int, list[float]] = {}
+_LIMITS: dict[int, list[float]] = {}  # level -> [largest value (elements) its lanes may carry, widest seen]
 
 
 class OverBudget(Exception):
@@ -29,20 +27,22 @@ class OverBudget(Exception):
 def start(level: int, max_elements: int, lanes: int) -> None:
     """A pass of ``lanes`` lanes whose tangent arrays may hold ``max_elements`` elements each (one
     lane always may: a single lane cannot be split)."""
-    LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
+    _LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
 
 
 def stop(level: int) -> int:
     """End the pass; the widest value (elements) it computed."""
-    return LIMITS.pop(level, (0, 0))[1]
+    return _LIMITS.pop(level, (0, 0))[1]
 
 
 def check(level: int, ans: Any) -> None:
     """Before ``ans``'s tangent is computed: stop the pass if it would go over its budget."""
-    entry = LIMITS.get(level)
+    entry = _LIMITS.get(level)
     if entry is None:
         return
-    size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else getattr(ans, "size", 0)
+    size = getattr(ans, "size", None)  # an array (the common case, first), or a tuple of outputs
+    if size is None:
+        size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else 0
     if size > entry[1]:
         if size > entry[0]:
             raise OverBudget(level, size)

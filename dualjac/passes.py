@@ -35,7 +35,7 @@ class Layout:
     same shapes (``_layout``), since a small call is mostly this bookkeeping. It makes the
     seeds of a pass and cuts its output lanes into Jacobian blocks."""
 
-    __slots__ = ("xp", "dtype", "nlead", "shapes", "items", "where", "total", "widest", "full", "small", "scalars")
+    __slots__ = ("xp", "dtype", "nlead", "shapes", "items", "where", "total", "widest", "full", "scalars")
 
     def __init__(self, xp: Any, dtype: Any, shapes: tuple, nlead: int) -> None:
         # per leaf: its per-sample shape, and where its lanes sit on a lane axis: an int for a 0-d
@@ -54,10 +54,11 @@ class Layout:
         self.total, self.widest = total, max(widest, 1)
         self.scalars = nlead == 0 and all(item == () for item in self.items)  # every leaf 0-d: lane ``where``
         self.full = None  # all lanes' seeds of a small multi-leaf layout: read-only views, made once
-        # a small call's layout (``small_layout``): NumPy floating arrays, at most SMALL elements; the
-        # bytes of its seeds, which must fit ``config.tangent_bytes`` (0: not a small call)
-        small = xp is np and nlead == 0 and dtype.kind == "f" and dtype.isnative and 0 < total <= SMALL
-        self.small = total * self.widest * dtype.itemsize if small else 0
+
+    def one_pass(self) -> bool:
+        """A small call: at most ``SMALL`` lanes, whose seeds fit ``config.tangent_bytes``, taken in
+        one pass with no planning (``transforms._one_pass``)."""
+        return 0 < self.total <= SMALL and self.total * self.widest * self.dtype.itemsize <= config.tangent_bytes
 
     def seeds(self, start: int, stop: int) -> list[Any]:
         """Tangents for lanes ``start:stop``: rows of the identity, split over the leaves."""
@@ -129,11 +130,11 @@ def small_layout(args: tuple) -> Layout | None:
             return None
         d = x.dtype
         shapes.append(x.shape)
-    if d is None:
+    if d is None or d.kind != "f" or not d.isnative:
         return None
     key = (np, d, 0, tuple(shapes))
     layout = _LAYOUTS.get(key) or _layout(key, key[3], 0)
-    return layout if 0 < layout.small <= config.tangent_bytes else None
+    return layout if layout.one_pass() else None
 
 
 class Inputs:

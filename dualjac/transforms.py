@@ -28,7 +28,7 @@ from .inputs import argnum_tuple, call_user, check_function, check_input, lanes_
 from .lanes import dense
 from .levels import close_level, open_level
 from .numpy_api import value
-from .passes import SMALL, Inputs, Layout, fresh, root, run_lanes, small_layout
+from .passes import Inputs, Layout, fresh, root, run_lanes, small_layout
 from .settings import AUTO_MIN_INPUTS, config
 from .tree import flatten, unflatten
 
@@ -131,10 +131,7 @@ def _forward(
     inputs = Inputs(leaves, nums=nums)
     # every argument differentiated, each an array: the duals are the arguments (no tree walk per pass)
     flat = every and not kwargs and not has_aux and len(leaves) == len(args) and not any(in_def[2])
-    if (
-        flat and chunk_size is None and inputs.total <= SMALL
-        and inputs.total * inputs.widest * inputs.dtype.itemsize <= config.tangent_bytes  # the seeds fit
-    ):
+    if flat and chunk_size is None and inputs.layout.one_pass():
         jac = _one_pass(f, inputs.leaves, inputs.layout, single)
         if jac is not None:
             return jac

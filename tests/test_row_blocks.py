@@ -12,6 +12,8 @@ import dualjac as dj
 
 torch = pytest.importorskip("torch")
 
+from batch_helpers import Spy, mlp, torch_per_sample  # noqa: E402
+
 
 @pytest.fixture
 def small_blocks(monkeypatch):
@@ -19,38 +21,9 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(dj.config, "block_bytes", 16 << 10)
 
 
-class Spy:
-    """``f``, recording the number of rows of every call."""
-
-    def __init__(self, f):
-        self.f, self.rows = f, []
-
-    def __call__(self, x):
-        self.rows.append(np.shape(x)[0])
-        return self.f(x)
-
-
-def _mlp(rng, dtype, n_in=6, width=64, n_out=5):
-    W1 = (rng.standard_normal((n_in, width)) / np.sqrt(n_in)).astype(dtype)
-    W2 = (rng.standard_normal((width, n_out)) / np.sqrt(width)).astype(dtype)
-    b = (0.1 * rng.standard_normal(width)).astype(dtype)
-
-    def f(x, lib=np):
-        w1, w2, bb = (torch.as_tensor(a) for a in (W1, W2, b)) if lib is torch else (W1, W2, b)
-        return lib.tanh(x @ w1 + bb) @ w2
-
-    return f
-
-
-def _torch_per_sample(f, x):
-    tf = torch.func
-    g = tf.vmap(tf.jacrev(lambda s: f(s[None], torch)[0]))
-    return g(torch.as_tensor(x)).numpy()
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_mlp_matches_torch_and_the_whole_batch(rng, dtype, small_blocks):
-    f = _mlp(rng, dtype)
+    f = mlp(rng, dtype)
     x = rng.standard_normal((100, 6)).astype(dtype)
     spy = Spy(f)
     whole = dj.batch_jacobian(spy, x)  # the first call runs whole and learns the width
@@ -59,14 +32,14 @@ def test_blocked_mlp_matches_torch_and_the_whole_batch(rng, dtype, small_blocks)
     blocked = dj.batch_jacobian(spy, x)
     assert len([r for r in spy.rows if r < 100]) > 2  # blocks, then the whole-batch check
     assert blocked.dtype == dtype and blocked.shape == (100, 5, 6) and blocked.flags.writeable
-    ref = _torch_per_sample(f, x)
+    ref = torch_per_sample(f, x)
     rtol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(blocked, ref, rtol=rtol, atol=rtol * 1e-2)
     np.testing.assert_allclose(blocked, whole, rtol=rtol, atol=rtol * 1e-2)
 
 
 def test_blocked_matches_finite_differences_on_a_strided_batch(rng, small_blocks):
-    f = _mlp(rng, np.float64)
+    f = mlp(rng, np.float64)
     x = rng.standard_normal((160, 14))[::2, ::2]  # (80, 7) strided view
     x = np.ascontiguousarray(x)[:, :6]  # (80, 6), not contiguous either
     assert not x.flags.c_contiguous
@@ -102,7 +75,7 @@ def test_blocked_pytree_outputs_and_scalar_items(rng, small_blocks):
     ids=["centered", "reversed", "rolled"],
 )
 def test_row_mixing_is_caught_when_blocks_would_hide_it(rng, mix, small_blocks):
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64)
     f = lambda x: mix(g(x))  # noqa: E731
     x = rng.standard_normal((100, 6))
     with pytest.raises(dj.RowMixingError):
@@ -114,7 +87,7 @@ def test_row_mixing_is_caught_when_blocks_would_hide_it(rng, mix, small_blocks):
 def test_a_mask_from_a_batch_statistic_gives_the_whole_batch_answer(rng, small_blocks):
     """Mixing only through values (no tangent crosses rows): the blocks' masks would differ from the
     whole batch's, so blocks are given up for the whole batch's answer, and not tried again."""
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64)
     f = lambda x: g(x) * (x[:, :1].mean() > 0)  # noqa: E731
     x = rng.standard_normal((100, 6))
     x[:50] += 1.0
@@ -130,16 +103,16 @@ def test_a_mask_from_a_batch_statistic_gives_the_whole_batch_answer(rng, small_b
 
 
 def test_a_function_that_needs_the_whole_batch_runs_whole(rng, small_blocks):
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64)
     f = lambda x: g(x).reshape(100, 5)  # noqa: E731  the batch size written in
     x = rng.standard_normal((100, 6))
     whole = dj.batch_jacobian(f, x)
     np.testing.assert_allclose(dj.batch_jacobian(f, x), whole, rtol=1e-14)
-    np.testing.assert_allclose(whole, _torch_per_sample(g, x), rtol=1e-12)
+    np.testing.assert_allclose(whole, torch_per_sample(g, x), rtol=1e-12)
 
 
 def test_check_rows_false_blocks_without_the_check(rng, small_blocks):
-    f = _mlp(rng, np.float64)
+    f = mlp(rng, np.float64)
     x = rng.standard_normal((100, 6))
     spy = Spy(f)
     whole = dj.batch_jacobian(spy, x, check_rows=False)
@@ -150,7 +123,7 @@ def test_check_rows_false_blocks_without_the_check(rng, small_blocks):
 
 
 def test_blocks_off_and_tiny_batches(rng, monkeypatch):
-    f = _mlp(rng, np.float64)
+    f = mlp(rng, np.float64)
     x = rng.standard_normal((100, 6))
     monkeypatch.setattr(dj.config, "block_bytes", 0)
     spy = Spy(f)

@@ -11,35 +11,9 @@ import dualjac as dj
 
 torch = pytest.importorskip("torch")
 
+from batch_helpers import Spy, mlp, torch_per_sample  # noqa: E402
+
 B = 600  # over twice the check's sample of 64 rows
-
-
-class Spy:
-    """``f``, recording the number of rows of every call."""
-
-    def __init__(self, f):
-        self.f, self.rows = f, []
-
-    def __call__(self, x):
-        self.rows.append(np.shape(x)[0])
-        return self.f(x)
-
-
-def _mlp(rng, dtype, n_in=6, width=32, n_out=5):
-    W1 = (rng.standard_normal((n_in, width)) / np.sqrt(n_in)).astype(dtype)
-    W2 = (rng.standard_normal((width, n_out)) / np.sqrt(width)).astype(dtype)
-    b = (0.1 * rng.standard_normal(width)).astype(dtype)
-
-    def f(x, lib=np):
-        w1, w2, bb = (torch.as_tensor(a) for a in (W1, W2, b)) if lib is torch else (W1, W2, b)
-        return lib.tanh(x @ w1 + bb) @ w2
-
-    return f
-
-
-def _torch_per_sample(f, x):
-    tf = torch.func
-    return tf.vmap(tf.jacrev(lambda s: f(s[None], torch)[0]))(torch.as_tensor(x)).numpy()
 
 
 @pytest.fixture(params=[0, 16 << 10], ids=["whole", "blocks"])
@@ -50,7 +24,7 @@ def blocks(request, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_check_samples_rows_of_a_large_batch(rng, dtype, blocks):
-    f = _mlp(rng, dtype)
+    f = mlp(rng, dtype, width=32)
     x = rng.standard_normal((B, 6)).astype(dtype)
     spy = Spy(f)
     dj.batch_jacobian(spy, x)
@@ -59,7 +33,7 @@ def test_the_check_samples_rows_of_a_large_batch(rng, dtype, blocks):
     J = dj.batch_jacobian(spy, x)
     assert 64 in spy.rows and B not in spy.rows if blocks else spy.rows == [B, 64]
     rtol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(J, _torch_per_sample(f, x), rtol=rtol, atol=rtol * 1e-2)
+    np.testing.assert_allclose(J, torch_per_sample(f, x), rtol=rtol, atol=rtol * 1e-2)
 
 
 MIXERS = [
@@ -73,7 +47,7 @@ MIXERS = [
 
 @pytest.mark.parametrize("mix", MIXERS, ids=["centered", "batchnorm", "reversed", "rolled", "sum"])
 def test_row_mixing_of_a_large_batch_raises(rng, mix, blocks):
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64, width=32)
     f = lambda x: mix(g(x))  # noqa: E731
     x = rng.standard_normal((B, 6))
     for _ in range(2):  # the first call whole, the second in blocks where they are on
@@ -92,7 +66,7 @@ def rolled_tangents():
 
 @pytest.mark.parametrize("n", [8, B])
 def test_mixing_in_tangents_alone_raises(rng, rolled_tangents, n):
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64, width=32)
     x = rng.standard_normal((n, 6))
     with pytest.raises(dj.RowMixingError):
         dj.batch_jacobian(lambda x: rolled_tangents(g(x)), x)
@@ -101,7 +75,7 @@ def test_mixing_in_tangents_alone_raises(rng, rolled_tangents, n):
 def test_a_mask_from_a_batch_statistic_of_a_large_batch(rng, blocks):
     """The sample's mask differs from the whole batch's (its values disagree): the pass over the whole
     batch decides, and finds no mixing in the tangents (the mask is constant)."""
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64, width=32)
     f = lambda x: g(x) * (x[:, :1].mean() > 0)  # noqa: E731
     x = rng.standard_normal((B, 6))
     x[:, 0] = -2.0
@@ -113,10 +87,10 @@ def test_a_mask_from_a_batch_statistic_of_a_large_batch(rng, blocks):
 
 
 def test_a_function_that_needs_the_whole_batch(rng):
-    g = _mlp(rng, np.float64)
+    g = mlp(rng, np.float64, width=32)
     f = lambda x: g(x).reshape(B, 5)  # noqa: E731  the batch size written in: the sample fails
     x = rng.standard_normal((B, 6))
-    np.testing.assert_allclose(dj.batch_jacobian(f, x), _torch_per_sample(g, x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dj.batch_jacobian(f, x), torch_per_sample(g, x), rtol=1e-12, atol=1e-14)
 
 
 def test_nan_rows_in_the_sample(rng, blocks):
