@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-_LIMITS: dict[int, list[float]] = {}  # level -> [largest value (elements) its lanes may carry, widest seen]
+_LIMITS: dict[int, list[float]] = {}  # level -> [largest value (elements) its lanes may carry, widest seen, stopped at]
 
 
-class OverBudget(Exception):
-    """Internal: the pass of ``level`` would make a tangent of ``size * lanes`` elements."""
+class OverBudget(BaseException):
+    """Internal: the pass of ``level`` would make a tangent of ``size * lanes`` elements. A
+    BaseException, like KeyboardInterrupt, so that an ``except Exception`` in the user's function
+    lets it through; a bare ``except:`` that swallows it still cannot hide it (``stop``)."""
 
     def __init__(self, level: int, size: int) -> None:
         super().__init__(level, size)
@@ -27,12 +29,15 @@ class OverBudget(Exception):
 def start(level: int, max_elements: int, lanes: int) -> None:
     """A pass of ``lanes`` lanes whose tangent arrays may hold ``max_elements`` elements each (one
     lane always may: a single lane cannot be split)."""
-    _LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0]
+    _LIMITS[level] = [max_elements // lanes if lanes > 1 else float("inf"), 0, 0]
 
 
-def stop(level: int) -> int:
-    """End the pass; the widest value (elements) it computed."""
-    return _LIMITS.pop(level, (0, 0))[1]
+def stop(level: int) -> tuple[int, int]:
+    """End the pass: the widest value (elements) it computed, and the size of the value it was
+    stopped at (0: none). The caller re-plans on the second even if the function caught the stop
+    and went on (its values after that are not the function's)."""
+    entry = _LIMITS.pop(level, None)
+    return (0, 0) if entry is None else (entry[1], entry[2])
 
 
 def check(level: int, ans: Any) -> None:
@@ -45,5 +50,6 @@ def check(level: int, ans: Any) -> None:
         size = sum(getattr(a, "size", 0) for a in ans) if isinstance(ans, (tuple, list)) else 0
     if size > entry[1]:
         if size > entry[0]:
+            entry[2] = size
             raise OverBudget(level, size)
         entry[1] = size

@@ -21,7 +21,11 @@ from .tree import flatten, unflatten
 def argnum_tuple(argnums: Any, n: int) -> tuple[int, ...]:
     """``argnums`` (an integer, NumPy's too, or a tuple of them) as nonnegative positions among ``n``
     positional arguments, each named once."""
-    nums = (int(argnums),) if isinstance(argnums, numbers.Integral) else tuple(int(a) for a in argnums)
+    integer = lambda a: isinstance(a, numbers.Integral) and not isinstance(a, bool)  # noqa: E731
+    items = (argnums,) if integer(argnums) else argnums
+    if not isinstance(items, (tuple, list)) or not all(integer(a) for a in items):
+        raise TypeError(f"argnums must be an integer or a tuple of integers, not {argnums!r}")
+    nums = tuple(int(a) for a in items)
     for a in nums:
         if not -n <= a < n:
             raise ValueError(f"argnums {a} is out of range for {n} positional argument(s)")
@@ -38,6 +42,11 @@ def is_ready(x: Any) -> bool:
 
 def check_input(x: Any, what: str) -> Any:
     """A differentiable input: a floating array (or Python float, or a Dual of an outer transform)."""
+    if isinstance(x, np.matrix):  # an ndarray subclass, which is_array would take
+        raise TypeError(
+            f"{what} is an np.matrix, whose * is a matrix product and whose values stay 2-D, unlike the "
+            "arrays dualjac computes with: pass np.asarray(x)"
+        )
     if is_ready(x):
         return x
     if isinstance(x, float):
@@ -93,6 +102,7 @@ def call_user(run: Callable[..., Any], *args: Any) -> Any:
 def lanes_of(o: Any, level: int) -> Any:
     """An output's tangent lanes for the pass of ``level`` (None: it does not depend on them)."""
     if type(o) is not Dual:
+        _constant_output(o)
         return None
     if o.view is not None:
         o.refresh()
@@ -101,6 +111,20 @@ def lanes_of(o: Any, level: int) -> Any:
     if o.level not in ACTIVE:
         raise escaped(o.level)
     return None
+
+
+def _constant_output(o: Any) -> None:
+    """An output that is not a Dual is a constant (zero Jacobian blocks): a number or a numeric
+    array. Anything else (an object array, which may hold Duals; a string; a torch tensor; an
+    object holding a Dual) would silently give zeros, so it raises."""
+    kind = getattr(getattr(o, "dtype", None), "kind", None)
+    if kind in ("b", "i", "u", "f", "c") or (kind is None and isinstance(o, numbers.Number)):
+        return
+    what = f"an array of dtype {o.dtype}" if kind is not None else f"a {type(o).__module__}.{type(o).__qualname__}"
+    raise TypeError(
+        f"an output of f is {what}, which cannot carry derivatives (an object array or an object that "
+        "holds a Dual would lose them silently): return arrays or numbers, or tuples, lists and dicts of them"
+    )
 
 
 def primal(o: Any, level: int | None = None) -> Any:

@@ -121,6 +121,8 @@ def _write_out(result: Any, out: tuple | None, what: str) -> Any:
     if type(target) is Dual and type(result) is not Dual:  # e.g. a constant ufunc into a Dual
         raise UnsupportedOpError(f"numpy.{what} with out=", "write `y = f(x)` instead")
     if type(target) is Dual and type(result) is Dual:
+        if isinstance(target.primal, np.generic):  # a NumPy scalar is immutable: `s += x` rebinds s, as in NumPy
+            return result
         _writable(target)
         target.assign(result)  # in place, as NumPy: views of target see it, a view writes to its base
         return target

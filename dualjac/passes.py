@@ -268,8 +268,10 @@ def _pass(run: Callable[[list[Any], int], Any], inputs: Inputs, start: int, stop
             raise
         return e.size
     finally:
-        widest = budget.stop(level)
+        widest, over = budget.stop(level)
         close_level(level)
+    if over:  # f caught the stop (a bare except) and went on
+        return over
     return out_leaves, out_def, tangents, widest
 
 

@@ -189,7 +189,8 @@ def _rows(lin: Linearized, chunk_size: int | None, nlead: int = 0) -> list[list[
     sizes = [math.prod(i) for i in items]
     offs = np.cumsum([0] + sizes).tolist()
     total = offs[-1]
-    dtype = np.result_type(*[value(o).dtype for o in lin.outs]) if lin.outs else np.float64
+    # (a Python number among the outputs, a constant, takes part as NumPy's weak scalar)
+    dtype = np.result_type(*[getattr(v, "dtype", v) for v in map(value, lin.outs)]) if lin.outs else np.float64
     xp = array_namespace(*[value(x) for x in lin.leaves])
     k = lin.lanes(np.dtype(dtype).itemsize, chunk_size, total)
     parts: list[list[Any]] = [[] for _ in lin.leaves]

@@ -176,8 +176,10 @@ def _one_pass(f: Callable[..., Any], leaves: list[Any], layout: Layout, single: 
             raise
         return None
     finally:
-        budget.stop(level)
+        over = budget.stop(level)[1]
         close_level(level)
+    if over:  # f caught the stop (a bare except) and went on
+        return None
     return _assemble(layout, None, out_leaves, out_def, lanes, single)
 
 

@@ -508,3 +508,128 @@ def test_conventions_agree_with_torch_away_from_nan():
     for tf, nf in cases:
         ref = torch.func.jacfwd(tf)(x).numpy()
         np.testing.assert_array_equal(dj.jacfwd(nf)(x.numpy()), ref)
+
+
+# --- 7. found by a hostile pass over the small-call paths (2026-12-08) -----------------------------
+@pytest.mark.parametrize("swallow", ["except Exception", "bare except"])
+@pytest.mark.parametrize("transform", ["jacobian", "jacfwd", "batch_jacobian"])
+def test_a_function_that_catches_the_budget_stop_still_gets_its_jacobian(swallow, transform, monkeypatch):
+    """The pass's over-budget stop is dualjac's, not the function's: an ``except`` in f must not turn
+    it into a silent wrong answer (here the fallback branch would give zeros)."""
+    W = np.ones((8, 512)) / 512  # (x[:, None] * W).sum(1) == x; one lane of it fits the budget, 8 do not
+    monkeypatch.setattr(dj.config, "tangent_bytes", 512 * 8 * 2)
+
+    caught = Exception if swallow == "except Exception" else BaseException
+
+    def f(x):
+        try:
+            return (x[..., :, None] * W).sum(axis=-1) * np.arange(1.0, 9.0)
+        except caught:
+            return x * 0.0
+
+    x = np.linspace(0.1, 0.8, 8)
+    if transform == "batch_jacobian":
+        J = dj.batch_jacobian(f, np.stack([x, 2 * x]), check_rows=False)
+        for row in J:
+            np.testing.assert_allclose(row, np.diag(np.arange(1.0, 9.0)), rtol=1e-12, atol=1e-15)
+        return
+    J = dj.jacobian(f, x) if transform == "jacobian" else dj.jacfwd(f)(x)
+    np.testing.assert_allclose(J, np.diag(np.arange(1.0, 9.0)), rtol=1e-12, atol=1e-15)
+
+
+def test_in_place_operators_on_scalar_intermediates_rebind_as_in_numpy():
+    """``s += v`` on a NumPy scalar rebinds s (scalars are immutable); on a Dual standing for one it must too."""
+
+    def f(x):
+        s = 0.0
+        for v in x:  # each v a 0-d value, s a NumPy float after the first step
+            s += v * v
+        s *= 3.0
+        return s
+
+    x = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(dj.jacobian(f, x), 6 * x, rtol=1e-15)
+    np.testing.assert_allclose(dj.jacfwd(f)(x), 6 * x, rtol=1e-15)
+    a, b = np.array(2.0), np.array(3.0)
+
+    def g(x, y):
+        z = x * y  # a NumPy float64 in NumPy
+        z += x
+        return z
+
+    assert g(a, b) == 8.0
+    J = dj.jacobian(g, (a, b))
+    assert (float(J[0]), float(J[1])) == (4.0, 2.0)
+
+
+class _Box:
+    def __init__(self, v):
+        self.v = v
+
+
+def _object_array(*items):
+    out = np.empty(len(items), dtype=object)  # NumPy stores the Duals themselves, no conversion
+    for i, v in enumerate(items):
+        out[i] = v
+    return out
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        lambda x: _object_array(x * 2.0, x**2),
+        lambda x: _Box(x * 2.0),
+        lambda x: (x * 2.0, "label"),
+        lambda x: (v for v in (x,)),
+        lambda x: torch.tensor(1.0),
+    ],
+    ids=["object array", "object", "string", "generator", "torch tensor"],
+)
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_outputs_that_cannot_carry_derivatives_raise(out, mode):
+    """Such an output used to give a zero Jacobian: nothing said its derivatives were lost."""
+    with pytest.raises(TypeError, match="cannot carry derivatives"):
+        dj.jacobian(out, np.array(1.5), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse", "auto"])
+def test_number_outputs_are_constants_in_every_mode(mode):
+    """A Python number among the outputs has zero blocks (reverse mode used to fail on its dtype)."""
+    x = np.linspace(0.0, 1.0, 100)  # auto: reverse mode (100 inputs, 2 outputs)
+    J = dj.jacobian(lambda x: {"loss": (x**2).sum(), "weight": 1.0, "flag": True}, x, mode=mode)
+    np.testing.assert_allclose(J["loss"], 2 * x, rtol=1e-15)
+    for k in ("weight", "flag"):
+        assert J[k].shape == (100,) and not J[k].any()
+
+
+@pytest.mark.parametrize("base", [np.uint8(3), np.int8(3), np.float16(1.5), np.int16(3)])
+def test_power_of_a_low_precision_constant_is_differentiated_in_the_results_precision(base):
+    """d(c**x)/dx = c**x log c: NumPy takes log of a uint8 or float16 constant in float16."""
+    x = torch.tensor(1.25, dtype=torch.float64, requires_grad=True)
+    (want,) = torch.autograd.grad(torch.tensor(float(base), dtype=torch.float64) ** x, x)
+    got = dj.jacobian(lambda x: base**x, np.array(1.25))
+    np.testing.assert_allclose(got, want.item(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("x", [np.inf, -np.inf, np.nan, 0.0])
+@pytest.mark.parametrize("power", [lambda x: x**0, lambda x: x**0.0, lambda x: np.power(x, np.array(0.0))])
+def test_zeroth_power_has_zero_derivative_everywhere(x, power):
+    """x**0 is constant 1: torch's derivative is 0 at inf and NaN as well (0 * x gave NaN there)."""
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    (want,) = torch.autograd.grad(xt**0, xt)
+    assert want.item() == 0.0
+    assert float(dj.jacobian(power, np.array(x))) == 0.0
+
+
+def test_np_matrix_inputs_are_refused_by_name():
+    m = np.matrix([[0.5, 1.0]])
+    with pytest.raises(TypeError, match="np.matrix.*np.asarray"):
+        dj.jacobian(lambda x: x * 2.0, m)
+    with pytest.raises(TypeError, match="np.matrix"):
+        dj.jvp(lambda x: x * 2.0, (m,), (m,))
+
+
+@pytest.mark.parametrize("argnums", ["01", 1.0, None, True, (0, 1.0)])
+def test_argnums_must_be_integers(argnums):
+    with pytest.raises(TypeError, match="argnums must be an integer or a tuple of integers"):
+        dj.jacfwd(lambda x, y: x * y, argnums=argnums)(np.array(1.0), np.array(2.0))

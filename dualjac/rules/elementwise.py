@@ -19,13 +19,14 @@ from .table import defrule, select
 def _dpow_dx(xp, x, y):
     # d(x**y)/dx = y * x**(y-1), and 0 where y == 0 (torch's convention, avoids 0 * inf at x=0)
     if isinstance(y, (int, float)):
-        return y * x ** (y - 1) if y != 0 else 0 * x
+        return y * x ** (y - 1) if y != 0 else xp.zeros_like(x)  # (not 0 * x: x may be inf or NaN)
     return xp.where(y == 0, 0, y * x ** (y - 1))
 
 
 def _dpow_dy(xp, ans, x, y):
-    # d(x**y)/dy = x**y * log(x), and 0 where x == 0 and y >= 0 (torch's convention)
-    return xp.where((x == 0) & (y >= 0), 0, ans * xp.log(x))
+    # d(x**y)/dy = x**y * log(x), and 0 where x == 0 and y >= 0 (torch's convention); log in the
+    # result's precision (NumPy takes the log of a uint8 or float16 constant in float16)
+    return xp.where((x == 0) & (y >= 0), 0, ans * xp.log(xp.asarray(x, dtype=ans.dtype)))
 
 
 # --8<-- [start:elementwise]  (shown in docs/concepts/writing-rules.md)
