@@ -15,7 +15,7 @@ import numpy as np
 from . import buffers
 from .backend import array_namespace, is_dask_array
 from .dual import Dual
-from .errors import RowMixingError
+from .errors import NondeterministicFunctionError, RowMixingError
 from .inputs import check_function, check_input, primal
 from .lanes import Diagonal
 from .numpy_api import value
@@ -45,18 +45,15 @@ def batch_jacobian(
 
     A function that mixes rows (``X - X.mean(0)``, batch norm) would make the lanes sum
     blocks of different rows, so ``check_rows`` (default) verifies independence with a
-    single-lane pass along a direction R that differs from row to row: its tangent in row b must be
-    that row's block applied to ``R_b`` (to ``4 sqrt(eps)`` relative), or ``RowMixingError`` is
-    raised. In forward mode, on a batch of over 128 rows, that pass first runs on a sample of 64 rows spread over the
-    batch (every ``B // 64``-th): where ``f`` of the sample gives the sample's rows of the values (to
-    rounding) and its tangents agree, the check is done; where its values differ (``f`` mixes rows, or
-    its values depend on other rows, like a mask from a batch statistic) or ``f`` cannot take the
-    sample, the pass runs over the whole batch and decides. ``check_rows=False`` skips the check when
-    you know; it is skipped anyway where the lanes stayed implicit (elementwise functions, which
-    cannot mix rows). A large batch is evaluated in blocks of rows whose tangents fit the cache
-    (``config.block_bytes``, from the second call of ``f`` on this input shape); the sample then
-    spans the blocks (and the whole-batch pass, where it runs, sees the whole batch), so mixing across
-    blocks shows too, and a disagreement of blocks with the whole batch gives the whole batch's answer.
+    single-lane pass over the whole batch along a direction R that differs from row to row: its
+    tangent in row b must be that row's block applied to ``R_b`` (to ``4 sqrt(eps)`` of the sizes
+    involved, in the lowest precision of x, the blocks and the tangent), or ``RowMixingError`` is
+    raised. ``check_rows=False`` skips that pass when you know f keeps rows apart, in its values too
+    (no batch statistic, even a detached one, no ``len(x)``); it is skipped anyway where the lanes
+    stayed implicit (elementwise functions, which cannot mix rows). A large batch is evaluated in
+    blocks of rows whose tangents fit the cache (``config.block_bytes``, from the second call of
+    ``f`` on this input shape); the check's pass sees the whole batch, so mixing across blocks shows,
+    and values of the blocks unlike the whole batch's give the whole batch's answer.
     The big tangent arrays of one call reuse memory that earlier ops and blocks of the call are done
     with (a call-scoped ``dj.Workspace``, or the caller's if one is in effect).
 
@@ -108,12 +105,12 @@ def _forward(f: Callable[[Any], Any], x: Any, B: int, chunk_size: int | None, ch
         if jac is not None:
             return jac
     out_leaves, out_def, lanes, blocks, widest = _rows(f, x, B, chunk_size)
-    if chunk_size is None:  # (with a chunk size no budget is kept, so the widest value is not known)
-        _learn(f, x, widest)
     # implicit identity lanes that survived to the outputs went through elementwise ops alone, which
     # cannot mix rows: the check is needed only where a tangent was written out (a matmul, a sum)
     if check_rows and B > 1 and not all(t is None or type(t) is Diagonal for t in lanes):
         _check_rows(f, x, out_leaves, blocks)
+    if chunk_size is None:  # (with a chunk size no budget is kept, so the widest value is not known)
+        _learn(f, x, widest)  # after the check: an f that mixes rows gets no blocks to hide it in
     return unflatten(out_def, blocks)
 
 
@@ -224,7 +221,15 @@ def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, b
     """One pass along a random direction R: for row-independent f its tangent at row b is
     ``J_b R_b``; if f mixes rows the lanes' blocks (forward or reverse) are sums over rows and the
     two disagree. ``out_leaves``: the outputs of the pass that made ``blocks``, to compare values."""
-    if _row_check(f, x, out_leaves, blocks) is not None:
+    try:
+        mixed = _row_check(f, x, out_leaves, blocks)
+    except NondeterministicFunctionError as e:
+        raise NondeterministicFunctionError(
+            "batch_jacobian: f returned different values when called again for the row check (random "
+            "numbers drawn inside it, such as a dropout mask). Draw them outside f and pass them in, or "
+            "pass check_rows=False"
+        ) from e
+    if mixed is not None:
         raise RowMixingError(
             "batch_jacobian: the function mixes rows of the batch (batch statistics such as "
             "X - X.mean(0), batch norm in training mode, a sum over rows), so the result is not "
@@ -233,75 +238,69 @@ def _check_rows(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, b
         )
 
 
-_SAMPLE = 64  # rows of the check's first pass; a larger batch is sampled, a smaller one checked whole
-
-
 def _row_check(f: Callable[[Any], Any], x: Any, out_leaves: list[Any] | None, blocks: list[Any],
                blocked: bool = False) -> str | None:  # fmt: skip
-    """``_check_rows``'s passes: None if they agree with ``blocks`` (and the values ``out_leaves``),
-    else what disagreed. A batch of over ``2 * _SAMPLE`` rows with known values is first checked on a
-    sample of ``_SAMPLE`` rows spread over it (every ``B // _SAMPLE``-th): ``f`` of those rows alone
-    must give those rows' values (to rounding: fewer rows may take another GEMM kernel) and, along R,
-    ``J_b R_b``. Values that agree there mean f keeps the sampled rows apart from the others, and
-    the tangents that it keeps them apart from each other; values that do not agree (f mixes rows, or
-    its values depend on the batch: a mask from a batch statistic) leave the verdict to the pass over
-    the whole batch, as does a sample ``f`` cannot take. ``blocked``: ``blocks`` and ``out_leaves``
-    come from blocks of rows, so a function that mixes rows only across blocks, or only in its values,
-    shows there as values or tangents unlike the whole batch's; its values are compared to rounding,
-    not exactly, and a disagreement is reported rather than raised."""
-    xp, B = array_namespace(x), x.shape[0]
+    """``_check_rows``'s pass over the whole batch: None if it agrees with ``blocks`` (and the values
+    ``out_leaves``), else what disagreed. (A pass over a sample of rows would be cheaper, and would
+    miss a function that mixes only rows outside the sample, or only on the whole batch.) ``blocked``:
+    ``blocks`` and ``out_leaves`` come from blocks of rows, so a function that mixes rows only across
+    blocks, or only in its values, shows there as values or tangents unlike the whole batch's; its
+    values are compared to rounding, not exactly, and a disagreement is reported rather than raised."""
+    xp = array_namespace(x)
     # a direction that differs from row to row, made in x's namespace (no host transfer on a GPU)
     R = xp.cos(xp.arange(x.size, dtype=x.dtype) * 2.399963 + 0.5).reshape(x.shape)
-    tol = 4 * float(np.finfo(x.dtype).eps) ** 0.5  # far above rounding, far below a mixed-in row
-    tiny = float(np.finfo(x.dtype).tiny)
-    if out_leaves is not None and type(x) is np.ndarray and B > 2 * _SAMPLE:
-        step = B // _SAMPLE
-        rows = np.arange(step // 2, B, step)[:_SAMPLE]
-        try:
-            out, t = jvp(f, (x[rows],), (R[rows],))
-        except Exception:  # noqa: BLE001  f may need the whole batch (a reshape to B rows)
-            out = None
-        if out is not None and _agree(xp, [value(o)[rows] for o in out_leaves], flatten(out)[0], tol, tiny):
-            return _tangents(xp, [J[rows] for J in blocks], flatten(t)[0], R[rows], tol, tiny)
     out, t = jvp(f, (x,), (R,))
     if out_leaves is not None:
         later = flatten(out)[0]
         if not blocked:
             same_values(out_leaves, later)
-        elif not _agree(xp, out_leaves, later, tol, tiny):
+        elif not _agree(xp, out_leaves, later):
             return "values"
-    return _tangents(xp, blocks, flatten(t)[0], R, tol, tiny)
+    return _tangents(xp, blocks, flatten(t)[0], R)
 
 
-def _agree(xp: Any, first: list[Any], later: list[Any], tol: float, tiny: float) -> bool:
+def _agree(xp: Any, first: list[Any], later: list[Any]) -> bool:
     """Two passes' output values agree to rounding."""
-    return len(later) == len(first) and all(
-        _close(xp, value(a), value(b), tol, tiny, values=True) for a, b in zip(first, later)
-    )
+    return len(later) == len(first) and all(_close(xp, value(a), value(b), values=True) for a, b in zip(first, later))
 
 
-def _tangents(xp: Any, blocks: list[Any], tangents: list[Any], R: Any, tol: float, tiny: float) -> str | None:
+def _tangents(xp: Any, blocks: list[Any], tangents: list[Any], R: Any) -> str | None:
     """None if each output's tangent along ``R`` is ``J_b R_b`` in every row b, else ``"rows"``."""
     B = R.shape[0]
     r = R.reshape(B, -1, 1)
     for J, tb in zip(blocks, tangents):
-        expected = (J.reshape(B, -1, r.shape[1]) @ r)[..., 0]
-        if not _close(xp, expected, tb.reshape(expected.shape), tol, tiny):
+        Jb = J.reshape(B, -1, r.shape[1])
+        expected = (Jb @ r)[..., 0]
+        if getattr(tb, "shape", None) is None or math.prod(tb.shape) != math.prod(expected.shape):
+            return "rows"
+        sizes = (xp.abs(Jb) @ xp.abs(r))[..., 0]  # what the sum's rounding is relative to
+        if not _close(xp, expected, tb.reshape(expected.shape), sizes, dtypes=(R.dtype, J.dtype, tb.dtype)):
             return "rows"
     return None
 
 
-def _close(xp: Any, a: Any, b: Any, tol: float, tiny: float, values: bool = False) -> bool:
-    """``a`` and ``b`` agree to ``tol`` relative to each entry and to the largest. A NaN fails no
-    tangent comparison (it carries no evidence of mixing); ``values`` must have NaNs in the same places."""
+def _close(xp: Any, a: Any, b: Any, sizes: Any = 0, values: bool = False, dtypes: tuple = ()) -> bool:
+    """``a`` and ``b`` (``(B, ...)``) agree to ``4 sqrt(eps)`` (far above rounding, far below a
+    mixed-in row; eps of the lowest precision among theirs and ``dtypes``) relative to each entry's
+    size (``|a| + |b| + sizes``) plus the largest size in its row or in its position over the rows,
+    whichever is smaller: not the largest of the whole output, whose row or column may be far larger
+    and would hide mixing in the others. Non-finite entries carry no evidence and set no scale;
+    ``values`` must have NaNs in the same places."""
     if getattr(a, "shape", ()) != getattr(b, "shape", ()):
         return False
-    scale = xp.abs(a) + xp.abs(b)
-    if not values:
-        top = scale.max() if scale.size else 0.0
-        return not bool(xp.any(xp.abs(a - b) > tol * (scale + top) + tiny))
+    floats = [np.finfo(d) for d in (a.dtype, b.dtype, *dtypes) if np.dtype(d).kind == "f"]
+    if a.dtype.kind != "f" or b.dtype.kind != "f":  # integer or boolean values: exactly
+        return bool(xp.all(a == b))
+    tol, tiny = 4 * max(float(i.eps) for i in floats) ** 0.5, max(float(i.tiny) for i in floats)
     nan_a = a != a
-    if bool(xp.any(nan_a != (b != b))):
+    if values and bool(xp.any(nan_a != (b != b))):
         return False
-    top = xp.where(nan_a, 0, scale).max() if scale.size else 0.0  # NaNs (in both) take no part
-    return bool(xp.all((xp.abs(a - b) <= tol * (scale + top) + tiny) | nan_a))
+    if a.size == 0:
+        return True
+    scale = xp.abs(a) + xp.abs(b) + sizes
+    finite = xp.where(xp.isfinite(scale), scale, 0).reshape(a.shape[0], -1)
+    top = xp.minimum(finite.max(axis=1, keepdims=True), finite.max(axis=0, keepdims=True)).reshape(a.shape)
+    ok = (a == b) | (xp.abs(a - b) <= tol * (scale + top) + tiny)
+    if not values:  # a NaN tangent fails no comparison (it carries no evidence of mixing)
+        return not bool(xp.any(~ok & ~nan_a & ~(b != b)))
+    return bool(xp.all(ok | nan_a))

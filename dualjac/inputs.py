@@ -42,10 +42,15 @@ def is_ready(x: Any) -> bool:
 
 def check_input(x: Any, what: str) -> Any:
     """A differentiable input: a floating array (or Python float, or a Dual of an outer transform)."""
-    if isinstance(x, np.matrix):  # an ndarray subclass, which is_array would take
+    if isinstance(x, np.matrix):  # ndarray subclasses whose operators differ (is_array would take them)
         raise TypeError(
             f"{what} is an np.matrix, whose * is a matrix product and whose values stay 2-D, unlike the "
             "arrays dualjac computes with: pass np.asarray(x)"
+        )
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array, whose mask dualjac's arrays cannot carry: pass x.filled(v) for "
+            "a fill value v, or np.asarray(x) for the data under the mask"
         )
     if is_ready(x):
         return x

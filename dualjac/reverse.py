@@ -32,6 +32,7 @@ from .errors import NoTransposeError, TapeTooLargeError
 from .inputs import argnum_tuple, call_user, check_input, is_ready, lanes_of, primal, strip
 from .levels import close_level, open_level
 from .numpy_api import value
+from .passes import fresh
 from .settings import AUTO_MIN_INPUTS, Progress, config
 from .tape import output_ids, trace
 from .tree import flatten, unflatten
@@ -214,7 +215,8 @@ def _rows(lin: Linearized, chunk_size: int | None, nlead: int = 0) -> list[list[
                 parts[i].append(r)
         if k < total:
             progress(stop)
-    rows = [p[0] if len(p) == 1 else xp.concatenate(p, axis=0) for p in parts]  # (M, *in.shape) per input
+    # (M, *in.shape) per input; copied where a backward pass left a read-only view (a broadcast cotangent)
+    rows = fresh([p[0] if len(p) == 1 else xp.concatenate(p, axis=0) for p in parts], set())
     blocks = []
     for j, (shape, item) in enumerate(zip(o_shapes, items)):
         per_in = []

@@ -1,4 +1,4 @@
-"""What the batch_jacobian tests share (test_row_blocks, test_row_sample): a call-recording wrapper,
+"""What the batch_jacobian tests share (test_row_blocks, test_row_check): a call-recording wrapper,
 an MLP that runs on NumPy and torch alike, and torch.func's per-sample Jacobian as the reference."""
 
 from __future__ import annotations

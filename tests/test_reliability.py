@@ -621,12 +621,17 @@ def test_zeroth_power_has_zero_derivative_everywhere(x, power):
     assert float(dj.jacobian(power, np.array(x))) == 0.0
 
 
-def test_np_matrix_inputs_are_refused_by_name():
+def test_array_subclasses_with_other_semantics_are_refused_by_name():
     m = np.matrix([[0.5, 1.0]])
     with pytest.raises(TypeError, match="np.matrix.*np.asarray"):
         dj.jacobian(lambda x: x * 2.0, m)
     with pytest.raises(TypeError, match="np.matrix"):
         dj.jvp(lambda x: x * 2.0, (m,), (m,))
+    masked = np.ma.masked_array(np.ones((5, 4)), mask=np.eye(5, 4, dtype=bool))
+    with pytest.raises(TypeError, match="masked array.*filled"):
+        dj.batch_jacobian(lambda x: x @ np.ones((4, 3)), masked)
+    with pytest.raises(TypeError, match="masked array"):
+        dj.jacobian(lambda x: x * 2.0, masked)
 
 
 @pytest.mark.parametrize("argnums", ["01", 1.0, None, True, (0, 1.0)])
