@@ -32,7 +32,7 @@ from .errors import NoTransposeError, TapeTooLargeError
 from .inputs import argnum_tuple, call_user, check_input, is_ready, lanes_of, primal, strip
 from .levels import close_level, open_level
 from .numpy_api import value
-from .passes import fresh
+from .passes import fresh, root
 from .settings import AUTO_MIN_INPUTS, Progress, config
 from .tape import output_ids, trace
 from .tree import flatten, unflatten
@@ -144,9 +144,16 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., 
             seeds[lin.in_ids[i]] = t[None]
         res = lin.tape.forward(seeds, lin.out_ids)
         outs = [_zeros(o) if r is None else r[0] for r, o in zip(res, lin.outs)]
-        return unflatten(lin.out_def, outs)
+        return unflatten(lin.out_def, _own(outs, t_leaves, lin.leaves))
 
     return lin.out, f_jvp
+
+
+def _own(results: list[Any], *callers: list[Any]) -> list[Any]:
+    """Results the caller may edit: a read-only view (a broadcast cotangent), one sharing memory with
+    another result (an add passes one cotangent to both arguments) or with the caller's arrays
+    (the tangents or cotangents given, the primals) is copied."""
+    return fresh(results, {id(root(a)) for c in callers for a in c})
 
 
 def _zeros(o: Any) -> Any:
@@ -176,7 +183,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple:
                 raise ValueError(f"cotangent {i} has shape {tuple(np.shape(c))}, but the output has shape {s}")
             cts.append(c[None])
         res = [r[0] for r in lin.backward(cts)]
-        return tuple(unflatten(lin.in_def, res))
+        return tuple(unflatten(lin.in_def, _own(res, c_leaves, lin.leaves)))
 
     return (lin.out, vjp_fn, lin.aux) if has_aux else (lin.out, vjp_fn)
 
@@ -299,7 +306,7 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0, *, has_aux: 
         o = value(lin.outs[0])
         seed = array_namespace(o).ones((1,), dtype=getattr(o, "dtype", np.float64))
         res = [r[0] for r in lin.backward([seed])]
-        g = unflatten(lin.in_def, res)
+        g = unflatten(lin.in_def, _own(res, lin.leaves))
         g = g[0] if isinstance(argnums, numbers.Integral) else g
         return (g, lin.aux) if has_aux else g
 

@@ -33,6 +33,8 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import numpy_api
+from .backend import is_array
+from .dual import Dual
 from .errors import NonLinearError, NoTransposeError, TangentLossError, TapeTooLargeError
 from .settings import config
 
@@ -224,6 +226,14 @@ def record(
     if any(t.tape is not tape for t in ins):
         raise NonLinearError(what, "tangents of two different linearizations met in one op (a dualjac bug)")
     return tape.add(Node(tuple(t.id for t in ins), fwd, transpose, tuple(shape), np.dtype(dtype), what))
+
+
+def kept(c: Any) -> Any:
+    """A constant operand the tape keeps for later, copied if it is an array: NumPy lets f write into
+    its arrays after an op used them (``A *= 2`` on a work buffer, a reused mask), which forward mode
+    never sees, but the tape runs after f returned. (A node already budgets about one value of its
+    size, ``Tape.add``.)"""
+    return c.copy() if type(c) is Dual or is_array(c) else c
 
 
 def dtype_of(x: Any) -> Any:

@@ -20,7 +20,7 @@ from . import numpy_api
 from .backend import array_namespace
 from .errors import NonLinearError, NoTransposeError
 from .rules import apply
-from .tape import Linear, dtype_of, is_linear, is_zero, record, shape_of, unbroadcast
+from .tape import Linear, dtype_of, is_linear, is_zero, kept, record, shape_of, unbroadcast
 
 
 def reshape(x: Linear, shape: Any, order: str = "C", **kw: Any) -> Linear:
@@ -89,7 +89,7 @@ def getitem(x: Linear, key: Any) -> Linear:
 def setitem(x: Linear, key: Any, value: Any) -> Linear:
     """``x[key] = value`` as a new node: the slot takes ``value`` (a tangent, or a zero constant)."""
     key = key if isinstance(key, tuple) else (key,)
-    key = tuple(numpy_api.value(k) for k in key)
+    key = tuple(kept(numpy_api.value(k)) for k in key)
     idx = np.arange(x.size).reshape(x.shape)[key]
     slot, flat = idx.shape, idx.reshape(-1)
     if np.unique(flat).size != flat.size:
@@ -149,8 +149,9 @@ def _gather(x: Linear, select: Callable[[Any], Any], what: str) -> Linear:
             onehot = np.zeros((flat.size, n + 1), dtype=np.result_type(dtype_of(ct)))
             onehot[np.arange(flat.size), flat] = 1
             return ((ct2 @ onehot[:, :n]).reshape((K,) + xs),)
-        z = np.zeros((K, n + 1), dtype=np.result_type(dtype_of(ct)))
-        return (_put(z, (slice(None), flat), ct2)[:, :n].reshape((K,) + xs),)
+        z = np.zeros((K, n), dtype=np.result_type(dtype_of(ct)))
+        real = np.flatnonzero(flat < n)  # the padding's positions (index n, repeated) take no cotangent
+        return (_put(z, (slice(None), flat[real]), ct2[:, real]).reshape((K,) + xs),)
 
     return record([x], fwd, transpose, shape, x.dtype, what)
 
@@ -214,7 +215,7 @@ def _stack(arrays: Sequence[Any], axis: int = 0, **kw: Any) -> Linear:
 
 
 def _where(cond: Any, x: Any, y: Any) -> Linear:
-    cond = numpy_api.value(cond)
+    cond = kept(numpy_api.value(cond))
     ins, parts = [], []
     for v, pick in ((x, True), (y, False)):
         if is_linear(v):

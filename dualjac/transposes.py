@@ -19,7 +19,7 @@ import numpy as np
 from . import transpose_conv, transpose_indexing
 from .errors import NonLinearError, NoTransposeError
 from .rules import SYMBOLIC
-from .tape import FUNCTIONS, METHODS, Linear, dtype_of, is_linear, is_zero, record, shape_of, unbroadcast
+from .tape import FUNCTIONS, METHODS, Linear, dtype_of, is_linear, is_zero, kept, record, shape_of, unbroadcast
 from .transpose_indexing import getitem, reshape, setitem
 
 
@@ -83,6 +83,7 @@ def _scale(a: Any, b: Any, divide: bool = False) -> Linear:
     if is_linear(a) and is_linear(b):
         raise NonLinearError("a product of two tangents", "dx * dy is not linear (it is second order)")
     x, c = (a, b) if is_linear(a) else (b, a)
+    c = kept(c)
     shape = np.broadcast_shapes(x.shape, shape_of(c))
     dtype = np.result_type(x.dtype, dtype_of(c))
     xs = x.shape
@@ -103,7 +104,7 @@ def _matmul(a: Any, b: Any) -> Linear:
     shape = _matmul_shape(sa, sb)
     dtype = np.result_type(dtype_of(a), dtype_of(b))
     if is_linear(a):
-        c = b
+        c = kept(b)
 
         def transpose(ct):  # ct (K, ..., m, p) against c: the cotangent of a
             if len(sb) == 1:
@@ -117,7 +118,7 @@ def _matmul(a: Any, b: Any) -> Linear:
             return (unbroadcast(ct @ _swap(c), sa),)
 
         return record([a], lambda v: v @ c, transpose, shape, dtype, "matmul")
-    c = a
+    c = kept(a)
 
     def transpose_b(ct):  # the cotangent of b
         if len(sa) == 1:
@@ -151,7 +152,7 @@ def _tensordot(a: Any, b: Any, axes: Any = 2) -> Linear:
     dtype = np.result_type(dtype_of(a), dtype_of(b))
     na = len(afree)
     if is_linear(a):
-        c = b
+        c = kept(b)
 
         def transpose(ct):  # (K, *a_free, *b_free) . c over b_free -> (K, *a_free, *[b's contracted, sorted])
             r = np.tensordot(ct, c, axes=(list(range(1 + na, ct.ndim)), bfree))
@@ -159,7 +160,7 @@ def _tensordot(a: Any, b: Any, axes: Any = 2) -> Linear:
             return (np.transpose(r, (0,) + tuple(1 + order.index(i) for i in range(len(sa)))),)
 
         return record([a], lambda v: np.tensordot(v, c, axes=(aa, ab)), transpose, shape, dtype, "tensordot")
-    c = a
+    c = kept(a)
 
     def transpose_b(ct):  # c over a_free with ct -> (*[a's contracted, sorted], K, *b_free)
         r = np.tensordot(c, ct, axes=(afree, list(range(1, 1 + na))))
@@ -182,6 +183,7 @@ def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Lin
     if len(set(ins[i])) != len(ins[i]):
         raise NoTransposeError("einsum with a repeated index on a tangent (a diagonal)", "use mode='forward'")
     t = ops[i]
+    ops = tuple(o if k == i else kept(o) for k, o in enumerate(ops))
     res = np.einsum(subscripts, *[np.zeros(shape_of(o), dtype=dtype_of(o)) if k == i else o for k, o in enumerate(ops)])
     shape, dtype = res.shape, res.dtype
     z = next(c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in "".join(ins) + out)
@@ -189,14 +191,14 @@ def _einsum(subscripts: str, *ops: Any, optimize: Any = False, **kw: Any) -> Lin
     for lab, o in zip(ins, ops):
         for c, n in zip(lab, shape_of(o)):
             sizes[c] = max(n, sizes.get(c, 1))  # a label of size 1 on one operand broadcasts
-    kept = "".join(c for c in ins[i] if c in out or any(c in s for k, s in enumerate(ins) if k != i))
-    spec = ",".join([z + out] + [s for k, s in enumerate(ins) if k != i]) + "->" + z + kept
+    labels = "".join(c for c in ins[i] if c in out or any(c in s for k, s in enumerate(ins) if k != i))
+    spec = ",".join([z + out] + [s for k, s in enumerate(ins) if k != i]) + "->" + z + labels
     others = [o for k, o in enumerate(ops) if k != i]
 
     def transpose(ct):
         r = np.einsum(spec, ct, *others, optimize=optimize)
-        if kept != ins[i]:  # labels summed only on the tangent's side: the transpose broadcasts over them
-            r = r.reshape(r.shape[:1] + tuple(sizes[c] if c in kept else 1 for c in ins[i]))
+        if labels != ins[i]:  # labels summed only on the tangent's side: the transpose broadcasts over them
+            r = r.reshape(r.shape[:1] + tuple(sizes[c] if c in labels else 1 for c in ins[i]))
             r = np.broadcast_to(r, r.shape[:1] + tuple(sizes[c] for c in ins[i]))
         return (unbroadcast(r, t.shape),)
 
@@ -229,12 +231,12 @@ def _axes_of(axis: Any, ndim: int) -> tuple[int, ...]:
 
 def _sum(x: Linear, axis: Any = None, keepdims: bool = False, dtype: Any = None, out: Any = None, **kw) -> Linear:
     ax = _axes_of(axis, x.ndim)
-    kept = tuple(1 if i - x.ndim in ax else n for i, n in enumerate(x.shape))
-    shape = kept if keepdims else tuple(n for i, n in enumerate(x.shape) if i - x.ndim not in ax)
+    dims = tuple(1 if i - x.ndim in ax else n for i, n in enumerate(x.shape))
+    shape = dims if keepdims else tuple(n for i, n in enumerate(x.shape) if i - x.ndim not in ax)
     xs = x.shape
 
     def transpose(ct):
-        return (np.broadcast_to(ct.reshape(ct.shape[:1] + kept), ct.shape[:1] + xs),)
+        return (np.broadcast_to(ct.reshape(ct.shape[:1] + dims), ct.shape[:1] + xs),)
 
     return record([x], lambda v: np.sum(v, axis=ax, keepdims=keepdims), transpose, shape, x.dtype, "sum")
 
@@ -258,6 +260,7 @@ def _cumsum(x: Linear, axis: Any = None, dtype: Any = None, out: Any = None) -> 
 def _solve(a: Any, b: Any) -> Linear:
     if is_linear(a):
         raise NoTransposeError("np.linalg.solve with a tangent matrix", "dA enters solve's rule as dA @ X first")
+    a = kept(a)
     sb = b.shape
     vec = len(sb) == 1
 

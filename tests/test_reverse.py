@@ -611,3 +611,79 @@ def test_auto_falls_back_to_forward_when_the_tape_would_be_too_large():
             dj.jacobian(f, x, mode="reverse")
     finally:
         dj.config.tape_bytes = old
+
+
+# --- found by a hostile pass over reverse mode (2026-12-08) ----------------------------------------
+def test_arrays_f_writes_into_after_use_do_not_change_the_tape():
+    """NumPy lets f reuse a work buffer or a mask in place; the tape runs after f returned, so it must
+    keep the values each op saw (finite differences and forward mode are the references)."""
+
+    def f(x):
+        A = np.eye(3)
+        total = 0.0
+        for _ in range(3):
+            A *= 2.0  # one buffer, rescaled in place after each use
+            total = total + np.sum(A @ x)
+        return total
+
+    def g(x):
+        mask = x > 1.5
+        y = np.where(mask, x, 0.0)
+        mask[...] = True  # the mask rewritten after np.where used it
+        return np.sum(y * x) + np.sum(np.where(mask, 0.0, x))
+
+    x = np.array([1.0, 2.0, 3.0])
+    for fn, want in ((f, [14.0, 14.0, 14.0]), (g, [0.0, 4.0, 6.0])):
+        np.testing.assert_allclose(_fd_grad(fn, x), want, rtol=1e-6)
+        np.testing.assert_allclose(dj.grad(fn)(x), want, rtol=1e-14)
+        np.testing.assert_allclose(dj.linearize(fn, x)[1](np.ones(3)), sum(want), rtol=1e-14)
+    out, vjp_fn = dj.vjp(lambda x: np.sin(x) * x, x.copy())
+    want = vjp_fn(np.ones(3))[0]
+    x_again = x.copy()
+    out2, vjp_fn2 = dj.vjp(lambda x: np.sin(x) * x, x_again)
+    x_again *= 10  # the caller edits its primal after vjp
+    np.testing.assert_array_equal(vjp_fn2(np.ones(3))[0], want)
+
+
+def _fd_grad(f, x, h=1e-6):
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+
+
+def test_gradients_are_the_callers_own_arrays():
+    """grad of a sum was a read-only broadcast; an add gave both arguments one array; a vjp result
+    could be the caller's cotangent itself."""
+    g = dj.grad(lambda x: np.sum(x))(np.arange(3.0))
+    g *= 0.5  # writable
+    np.testing.assert_array_equal(g, [0.5, 0.5, 0.5])
+    a, b = np.array([0.1, 0.2, 0.3]), np.array([1.0, -1.0, 2.0])
+    gx, gy = dj.grad(lambda x, y: np.sum(np.sin(x + y)), argnums=(0, 1))(a, b)
+    gx *= 0
+    np.testing.assert_allclose(gy, np.cos(a + b), rtol=1e-15)
+    ct = np.ones(3)
+    (r,) = dj.vjp(lambda x: x + 0.0, a)[1](ct)
+    r *= 5
+    np.testing.assert_array_equal(ct, np.ones(3))
+    (t,) = [dj.linearize(lambda x: x, a)[1](ct)]
+    t *= 2
+    np.testing.assert_array_equal(ct, np.ones(3))
+
+
+def test_second_order_through_constant_padding_and_convolve():
+    """Reverse over reverse: the padding's placeholder positions made a 'repeated index' assignment."""
+    x = np.array([0.3, -0.5, 0.8])
+    F = torch.nn.functional
+    padded = (lambda z: np.sum(np.cos(np.pad(z, (2, 1)))), lambda z: torch.sum(torch.cos(F.pad(z, (2, 1)))))
+    convolved = (
+        lambda z: np.sum(np.convolve(z, np.sin(z)) ** 2),
+        lambda z: torch.sum(F.conv1d(z.view(1, 1, -1), torch.sin(z).flip(0).view(1, 1, -1), padding=2) ** 2),
+    )
+    for f, tf in (padded, convolved):
+        want = torch.func.hessian(tf)(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(dj.jacrev(dj.grad(f))(x), want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_hessian_of_x_to_the_x(mode):
+    x = np.array([0.5, 1.5])
+    want = torch.func.hessian(lambda t: torch.sum(t**t))(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(dj.hessian(lambda x: np.sum(x**x), mode=mode)(x), want, rtol=1e-13)

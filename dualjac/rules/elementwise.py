@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..dual import value
+from ..dual import Dual, value
 from .table import defrule, select
 
 
@@ -25,8 +25,11 @@ def _dpow_dx(xp, x, y):
 
 def _dpow_dy(xp, ans, x, y):
     # d(x**y)/dy = x**y * log(x), and 0 where x == 0 and y >= 0 (torch's convention); log in the
-    # result's precision (NumPy takes the log of a uint8 or float16 constant in float16)
-    return xp.where((x == 0) & (y >= 0), 0, ans * xp.log(xp.asarray(x, dtype=ans.dtype)))
+    # result's precision (NumPy takes the log of a uint8 or float16 constant in float16; a Dual of
+    # an outer transform, x**x under a hessian, is already of the result's)
+    if type(x) is not Dual and getattr(x, "dtype", None) != getattr(ans, "dtype", None):
+        x = xp.asarray(x, dtype=value(ans).dtype)
+    return xp.where((x == 0) & (y >= 0), 0, ans * xp.log(x))
 
 
 # --8<-- [start:elementwise]  (shown in docs/concepts/writing-rules.md)
