@@ -336,7 +336,10 @@ class _Lowering:
                 )
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
-                outputs = [get(a) for a in node.args[0]]
+                # buffer and input mutations come first: functionalised, the user outputs already use the
+                # mutated values, and the Graph (a pure function) neither updates buffers nor the caller's arrays
+                kinds = [spec.kind.name for spec in self.ep.graph_signature.output_specs]
+                outputs = [get(a) for a, kind in zip(node.args[0], kinds) if kind == "USER_OUTPUT"]
                 return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes)
             else:
                 raise b.unsupported(f"an fx node of kind {node.op} ({node.name})")
