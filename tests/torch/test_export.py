@@ -837,9 +837,9 @@ class _Guarded(nn.Module):
 
 
 def test_export_guards_on_the_batch_size_are_enforced():
-    model, x2 = _Guarded(), rnd(2, 3)
+    model, x2, x7 = _Guarded(), rnd(2, 3), rnd(7, 3)
     g = from_torch(model, rnd(4, 3))
-    _close(g(rnd(7, 3).numpy()), model(rnd(7, 3)))
+    _close(g(x7.numpy()), model(x7))
     with pytest.raises(ValueError, match=r"shape \(2, 3\).*B >= 3.*example input of batch size 2"):
         g(x2.numpy())
     g2 = from_torch(model, x2)  # outside the cached program's range: lowered anew
