@@ -25,15 +25,37 @@ def _of(x: Any) -> Any:
     return np if isinstance(x, (np.ndarray, np.generic)) else namespace("cupy")
 
 
-def check_shape(x: Any, expected: tuple, name: str) -> None:
-    """A graph input's shape against the exported one (None: any size, the dynamic batch axis)."""
+def check_shape(x: Any, expected: tuple, name: str, ranges: tuple = ()) -> None:
+    """A graph input's shape against the exported one (None: any size, the dynamic batch axis); ``ranges``:
+    per axis None or (lo, hi), the sizes export's guards allow on a dynamic axis (hi None: no upper bound)."""
     shape = tuple(np.shape(x))
+    want = "(" + ", ".join("B" if e is None else str(e) for e in expected) + ")"
     if len(shape) != len(expected) or any(e is not None and e != s for s, e in zip(shape, expected)):
-        want = "(" + ", ".join("B" if e is None else str(e) for e in expected) + ")"
+        any_b = " (B: any batch size)" if None in expected and not any(ranges) else ""
         raise ValueError(
-            f"input {name!r} has shape {shape}, but this graph was exported for {want} (B: any batch size); "
+            f"input {name!r} has shape {shape}, but this graph was exported for {want}{any_b}; "
             "call from_torch with an example input of the shape you use"
         )
+    for s, r in zip(shape, ranges):
+        if r is not None and not (r[0] <= s and (r[1] is None or s <= r[1])):
+            allowed = f"B >= {r[0]}" if r[1] is None else f"{r[0]} <= B <= {r[1]}"
+            raise ValueError(
+                f"input {name!r} has shape {shape}, but this graph was exported for {want} with {allowed} "
+                "(export's guards: the model's code depends on the batch size); call from_torch with an "
+                f"example input of batch size {s}"
+            )
+
+
+def check_value(x: Any, expected: Any, name: str) -> Any:
+    """A Python-number (or None) input against the value export baked into the graph."""
+    v = x if x is None else np.asarray(x)
+    if (v is None) != (expected is None) or (v is not None and (v.ndim or v != expected)):
+        raise ValueError(
+            f"input {name!r} is {x if v is None else v.tolist()!r}, but this graph was lowered with {expected!r}, "
+            "a constant of the program; call from_torch with that value, or pass it as a tensor (then it is an input)"
+        )
+    # a float: differentiating this input raises (TangentLossError) instead of a silently zero derivative
+    return np.asarray(v, dtype=float) if isinstance(expected, (int, float)) else None
 
 
 def full(shape: Any, value: Any, dtype: Any, backend: str) -> Any:

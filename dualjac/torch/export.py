@@ -13,8 +13,11 @@ opset, a closed list of a few hundred ops that every exportable model decomposes
 * the batch axis (axis 0 of every tensor input) is exported as ``torch.export.Dim.AUTO``: the
   same Graph runs any batch size. Shape arithmetic on it (``view(B * T, -1)``) becomes
   *static* graph nodes (Python functions of the input values). A model that fixes its batch
-  size (a size-1 example, a shape assert) is exported with static shapes, and its Graph
-  says so when called with another shape;
+  size (a size-1 example, a shape assert, a loop over ``x.shape[0]``) is exported with static
+  shapes, and its Graph says so when called with another shape; export's guards on a dynamic
+  size (``B >= 3`` from ``if x.shape[0] > 2``) are checked at every call, and by the cache;
+* a Python-number input is a constant of the program: a call must pass the same value;
+* buffers and inputs that ``forward`` mutates are not updated: the outputs are torch's;
 * every Graph node records where it came from in ``node.meta``: ``"target"`` (the ATen op,
   ``"aten.addmm.default"``), ``"module"`` (the ``nn.Module`` path) and ``"source"`` (the
   ``file:line`` of the model's code that called it). Node names are the fx node names
@@ -66,6 +69,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import is_concrete_int
 from torch.utils import _pytree as pytree
 
 from .. import static
@@ -102,6 +106,7 @@ class Lowered:
     export_time: float
     lowering_time: float
     input_shapes: tuple  # per input: its exported shape, None for a dynamic (batch) size; None: not a tensor
+    input_ranges: tuple = ()  # per input: per axis None, or (lo, hi) export's guards allow (hi None: unbounded)
 
     @property
     def dynamic_batch(self) -> bool:
@@ -150,7 +155,7 @@ def lower(
     per_module = _CACHE.setdefault(module, {}) if not isinstance(module, _FunctionModule) else {}
     key = (_signature(inputs), np_dtype, backend, strict, _structure(module))
     shapes = tuple(tuple(x.shape) if isinstance(x, torch.Tensor) else None for x in inputs)
-    hit = next((low for low in per_module.get(key, []) if _fits(low.input_shapes, shapes)), None)
+    hit = next((low for low in per_module.get(key, []) if _fits(low, shapes)), None)
     if hit is None:
         hit = _lower(module, inputs, np_dtype, backend, strict)
         per_module.setdefault(key, []).append(hit)
@@ -170,12 +175,17 @@ def _signature(inputs: tuple) -> tuple:
     return tuple((x.dim(), str(x.dtype)) if isinstance(x, torch.Tensor) else ("value", repr(x)) for x in inputs)
 
 
-def _fits(exported: tuple, shapes: tuple) -> bool:
-    """Whether inputs of ``shapes`` fit a program exported for ``exported`` (None: a dynamic size)."""
+def _fits(low: Lowered, shapes: tuple) -> bool:
+    """Whether inputs of ``shapes`` fit ``low``'s program: its sizes (None: a dynamic one) and guards' ranges."""
+    exported, ranges = low.input_shapes, low.input_ranges or (None,) * len(shapes)
     return len(exported) == len(shapes) and all(
-        e == s if e is None or s is None else all(a is None or a == b for a, b in zip(e, s))
-        for e, s in zip(exported, shapes)
+        e == s if e is None or s is None else all(a is None or a == b for a, b in zip(e, s)) and _in(s, r)
+        for e, s, r in zip(exported, shapes, ranges)
     )
+
+
+def _in(shape: tuple, ranges: tuple | None) -> bool:
+    return all(r is None or (r[0] <= n and (r[1] is None or n <= r[1])) for n, r in zip(shape, ranges or ()))
 
 
 class _FunctionModule(nn.Module):
@@ -245,9 +255,9 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
         raise ExportFailedError(what, reason) from e
     t1 = time.perf_counter()
     b = Builder(module, what, dtype, backend)
-    refs, outputs, shapes = _Lowering(ep, b).run()
+    refs, outputs, shapes, ranges = _Lowering(ep, b).run()
     graph = Graph(tuple(b.inputs), b.nodes, outputs, {}, {}, backend)
-    return Lowered(graph, ep, refs, t1 - t0, time.perf_counter() - t1, shapes)
+    return Lowered(graph, ep, refs, t1 - t0, time.perf_counter() - t1, shapes, ranges)
 
 
 def _state(module: nn.Module, ep: Any, dtype: Any, backend: str) -> tuple[dict, dict]:
@@ -296,11 +306,11 @@ class _Lowering:
     def __init__(self, ep: Any, b: Builder) -> None:
         self.ep, self.b = ep, b
 
-    def run(self) -> tuple[dict, Any, tuple]:
+    def run(self) -> tuple[dict, Any, tuple, tuple]:
         b, env = self.b, {}
         specs = {s.arg.name: s for s in self.ep.graph_signature.input_specs if hasattr(s.arg, "name")}
         names = {id(p): n for n, p in b.module.named_parameters()}  # tied weights: the first name
-        shapes = []
+        shapes, ranges = [], []
         get = lambda a: pytree.tree_map(lambda v: env[v.name] if isinstance(v, torch.fx.Node) else v, a)
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
@@ -316,15 +326,21 @@ class _Lowering:
                     if isinstance(val, torch.Tensor):
                         env[node.name] = Ref("input", node.name)
                         b.inputs.append(node.name)
-                        shape = tuple(d if isinstance(d, int) else None for d in val.shape)
+                        # a size export specialised (a loop over x.shape[0]) is a concrete SymInt: fixed
+                        shape = tuple(int(d) if is_concrete_int(d) else None for d in val.shape)
                         shapes.append(shape)
+                        ranges.append(tuple(self._range(d) if n is None else None for n, d in zip(shape, val.shape)))
                         b.begin(node, guard_meta(node.name))
-                        b.emit(static.check_shape, Ref("input", node.name), shape, node.name)
+                        b.emit(static.check_shape, Ref("input", node.name), shape, node.name, ranges[-1])
                         b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.shape")
-                    else:  # a Python number or None: export made it a constant of the program
+                    else:  # a Python number or None: export made it a constant; a call must pass the same
                         env[node.name] = val
                         b.inputs.append(node.name)
                         shapes.append(None)
+                        ranges.append(None)
+                        b.begin(node, guard_meta(node.name))
+                        b.emit(static.check_value, Ref("input", node.name), val, node.name)
+                        b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.value")
                 else:
                     raise b.unsupported(f"an exported input of kind {kind} ({node.name})")
             elif node.op == "call_function":
@@ -336,11 +352,24 @@ class _Lowering:
                 )
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
-                outputs = [get(a) for a in node.args[0]]
-                return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes)
+                # buffer and input mutations come first: functionalised, the user outputs already use the
+                # mutated values, and the Graph (a pure function) neither updates buffers nor the caller's arrays
+                kinds = [spec.kind.name for spec in self.ep.graph_signature.output_specs]
+                outputs = [get(a) for a, kind in zip(node.args[0], kinds) if kind == "USER_OUTPUT"]
+                return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes), tuple(ranges)
             else:
                 raise b.unsupported(f"an fx node of kind {node.op} ({node.name})")
         raise AssertionError("an exported graph without output")
+
+    def _range(self, d: Any) -> tuple | None:
+        """The sizes export's guards allow for dynamic size ``d`` (``x * 2 if B > 2 else ...``: B >= 3), or None.
+        A lower bound of 2 is export's own assumption for every dynamic size (0 and 1 are specialised), not
+        a guard of the model's: sizes 1 and 0 stay allowed, as torch runs them."""
+        vr = self.ep.range_constraints.get(d.node.expr) if isinstance(d, torch.SymInt) else None
+        if vr is None:
+            return None
+        lo, hi = int(vr.lower) if vr.lower > 2 else 0, int(vr.upper) if vr.upper.is_Integer else None  # not int_oo
+        return (lo, hi) if lo or hi is not None else None
 
 
 def _unflatten(leaves: list, spec: Any) -> Any:

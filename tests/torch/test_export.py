@@ -781,3 +781,83 @@ def test_as_strided_as_a_plain_view_and_otherwise_a_named_error():
     _close(dj.jacobian(g, x.numpy()), torch.autograd.functional.jacobian(fn, x))
     with pytest.raises(dj.UnsupportedOpError, match="as_strided is supported only as a plain view"):
         from_torch(lambda x: (x * 2).as_strided((3, 3), (4, 1)), x)
+
+
+# --- what export specialises or adds to the outputs: mutations, fixed sizes, guards, baked numbers ---
+class _BufMut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x):
+        self.calls.add_(1)  # a call counter kept in eval mode: a BUFFER_MUTATION output comes first
+        return torch.tanh(x) * 2
+
+
+class _InMut(nn.Module):
+    def forward(self, x):
+        x.mul_(2)
+        return x + 1, x.sum()
+
+
+@pytest.mark.parametrize("model", [_BufMut(), _InMut()], ids=["buffer", "input"])
+def test_a_mutating_forward_returns_its_own_output(model):
+    x = rnd(3, 4)
+    g = from_torch(model.eval(), x.clone())
+    xn = x.numpy().copy()
+    _close(g(xn), model(x.clone()))
+    np.testing.assert_array_equal(xn, x.numpy())  # the caller's array is not mutated
+    J = torch.autograd.functional.jacobian(lambda x: model(x.clone()), x)
+    _close(dj.jacobian(g, x.numpy()), J)
+
+
+class _Loop(nn.Module):
+    def forward(self, x):
+        h = torch.zeros_like(x[0])
+        for t in range(x.shape[0]):  # export unrolls it: axis 0 is fixed to the example's size
+            h = torch.tanh(h + x[t])
+        return h
+
+
+def test_a_size_export_specialised_is_fixed_and_says_so():
+    x2, x5 = rnd(2, 3), rnd(5, 3)
+    low = djt.lower(_Loop(), x2)
+    assert low.input_shapes == ((2, 3),) and not low.dynamic_batch
+    with pytest.raises(ValueError, match=r"exported for \(2, 3\);") as e:
+        low.graph(x5.numpy())
+    assert "any batch size" not in str(e.value)
+    g = from_torch(_Loop(), x5)  # a new example of that size: a new program, not the cached 2-step one
+    _close(g(x5.numpy()), _Loop()(x5))
+    _close(dj.jacobian(g, x5.numpy()), torch.autograd.functional.jacobian(_Loop(), x5))
+
+
+class _Guarded(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.shape[0] > 2 else x * 3  # export: B >= 3
+
+
+def test_export_guards_on_the_batch_size_are_enforced():
+    model, x2, x7 = _Guarded(), rnd(2, 3), rnd(7, 3)
+    g = from_torch(model, rnd(4, 3))
+    _close(g(x7.numpy()), model(x7))
+    with pytest.raises(ValueError, match=r"shape \(2, 3\).*B >= 3.*example input of batch size 2"):
+        g(x2.numpy())
+    g2 = from_torch(model, x2)  # outside the cached program's range: lowered anew
+    _close(g2(x2.numpy()), model(x2))
+    _close(dj.jacobian(g2, x2.numpy()), torch.autograd.functional.jacobian(model, x2))
+
+
+class _Scale(nn.Module):
+    def forward(self, x, s):
+        return x * s
+
+
+def test_a_python_number_input_must_be_the_one_it_was_lowered_with():
+    x = rnd(2, 3)
+    g = from_torch(_Scale(), x, 2.0)
+    _close(g(x.numpy(), 2.0), _Scale()(x, 2.0))
+    _close(dj.jacobian(lambda x: g(x, 2.0), x.numpy()), torch.autograd.functional.jacobian(lambda x: x * 2.0, x))
+    for other in (5.0, np.array(5.0)):
+        with pytest.raises(ValueError, match=r"'s' is 5.0.*lowered with 2.0.*from_torch.*tensor"):
+            g(x.numpy(), other)
+    _close(from_torch(_Scale(), x, 5.0)(x.numpy(), np.array(5.0)), _Scale()(x, 5.0))
