@@ -220,10 +220,12 @@ def _export(module: nn.Module, inputs: tuple, strict: bool, dynamic: bool) -> An
 
 
 def _decompositions() -> dict:
-    """Core ATen, except scaled_dot_product_attention: kept whole (aten.py maps it), since its CPU
-    decomposition gives outputs with strides that later views reject (GPT-2 fails to export)."""
+    """Core ATen, except ops kept whole (aten.py maps them): scaled_dot_product_attention, since its CPU
+    decomposition gives outputs with strides that later views reject (GPT-2 fails to export), and
+    hardswish/hardsigmoid, whose clamp decomposition has clamp's kinks, not torch's (0 at -3 and +3)."""
     table = torch.export.default_decompositions()
-    table.pop(torch.ops.aten.scaled_dot_product_attention.default, None)
+    for op in ("scaled_dot_product_attention", "hardswish", "hardsigmoid"):
+        table.pop(getattr(torch.ops.aten, op).default, None)
     return table
 
 
