@@ -77,7 +77,13 @@ def any_finite(x: Any, axis: int) -> Any:
 
 
 def argsort(x: Any, axis: int, descending: bool) -> Any:
-    return _of(x).argsort(-x if descending else x, axis=axis, kind="stable")
+    """Stable argsort with NaN the largest value, as torch's sort (NaN first when descending)."""
+    xp = _of(x)
+    if not descending:
+        return xp.argsort(x, axis=axis, kind="stable")
+    # descending = the ascending sort of the reversed array, reversed: NaN first, ties in their order
+    # (no -x: that kept NaN last and overflows unsigned and minimum ints)
+    return x.shape[axis] - 1 - xp.flip(xp.argsort(xp.flip(x, axis), axis=axis, kind="stable"), axis)
 
 
 def first(idx: Any, axis: int, k: int) -> Any:

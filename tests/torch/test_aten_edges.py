@@ -25,3 +25,29 @@ def test_hard_activations_kinks_follow_torch(f):
     np.testing.assert_allclose(g(x.numpy()), f(x).numpy(), rtol=1e-15)
     # torch's hardsigmoid slope is the float32 constant 1/6: agreement to float32 there
     np.testing.assert_allclose(np.asarray(dj.jacfwd(g)(x.numpy())), _jac(f, x), rtol=1e-7, atol=0)
+
+
+_nan, _inf = float("nan"), float("inf")
+_SORTS = {
+    "sort_desc": lambda x: torch.sort(x, 1, descending=True).values,
+    "sort_asc": lambda x: torch.sort(x, 1).values,
+    "sort_desc_stable_idx": lambda x: torch.sort(x, dim=1, descending=True, stable=True).indices,
+    "sort_asc_stable_idx": lambda x: torch.sort(x, dim=1, stable=True).indices,
+    "sort_dim0_desc": lambda x: torch.sort(x, 0, descending=True).values,
+    "topk_largest": lambda x: torch.topk(x, 3, 1).values,
+    "topk_smallest": lambda x: torch.topk(x, 3, 1, largest=False).values,
+}
+
+
+@pytest.mark.parametrize("name", list(_SORTS))
+def test_sort_topk_nan_largest_and_stable_like_torch(name):
+    # torch: NaN sorts as the largest value (first when descending, last ascending); ties keep their order
+    f = _SORTS[name]
+    rows = [[0.0, _nan, 5.0, 1.0, _inf, 5.0, -_inf], [2.0, 1.0, 2.0, _nan, 0.5, _nan, 3.0]]
+    if "topk" in name:  # which of tied values topk picks is torch's kernel's choice: no ties here
+        rows = [[0.0, _nan, 5.0, 1.0, _inf, 4.0, -_inf], [2.0, 1.0, 2.5, _nan, 0.5, -1.0, 3.0]]
+    x = torch.tensor(rows, dtype=torch.float64)
+    g = from_torch(f, x)
+    np.testing.assert_array_equal(g(x.numpy()), f(x).numpy())
+    if "idx" not in name:  # the Jacobian follows the permutation (a NaN's row is its one-hot, as torch)
+        np.testing.assert_array_equal(np.asarray(dj.jacfwd(g)(x.numpy())), torch.func.jacrev(f)(x).numpy())
