@@ -104,6 +104,18 @@ def squeeze_key_for(shape: tuple, dims: tuple) -> tuple:
     return tuple(0 if d in dims and shape[d] == 1 else slice(None) for d in range(len(shape)))
 
 
+def embedding_ids(idx: Any, rows: int) -> Any:
+    """``idx``, once every id is a row of an ``rows``-row table: torch raises, ``take`` would wrap a negative id."""
+    bad = (idx < 0) | (idx >= rows)
+    if bad.any():
+        at = np.unravel_index(int(bad.argmax()), np.shape(idx))  # the first bad id (0-d ids too)
+        raise IndexError(
+            f"embedding id {int(idx[at])} (at position {tuple(int(k) for k in at)}) is out of range for a "
+            f"table of {rows} rows: ids must be in [0, {rows}), as torch.nn.Embedding requires"
+        )
+    return idx
+
+
 def padding_mask(idx: Any, padding_idx: int) -> Any:
     return (idx == padding_idx)[..., None]
 

@@ -132,6 +132,7 @@ def _group_norm(b, x, weight, bias, N, C, HxW, group, eps):
 
 
 def _embedding(b, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    indices = b.emit(static.embedding_ids, indices, int(b.val(0).shape[0]))  # torch raises on a bad id
     rows = b.emit("take", weight, indices=indices, axis=0)
     if padding_idx is None or padding_idx < 0:
         return rows

@@ -51,3 +51,18 @@ def test_sort_topk_nan_largest_and_stable_like_torch(name):
     np.testing.assert_array_equal(g(x.numpy()), f(x).numpy())
     if "idx" not in name:  # the Jacobian follows the permutation (a NaN's row is its one-hot, as torch)
         np.testing.assert_array_equal(np.asarray(dj.jacfwd(g)(x.numpy())), torch.func.jacrev(f)(x).numpy())
+
+
+@pytest.mark.parametrize("bad", [-1, 10, -11])
+def test_embedding_out_of_range_id_raises_like_torch(bad):
+    # torch raises on an id outside [0, num_embeddings); NumPy's take would wrap a negative one
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 2).double().eval()
+    ids = torch.tensor([[1, 2], [3, 4]])
+    g = from_torch(emb, ids)
+    np.testing.assert_allclose(g(ids.numpy()), emb(ids).detach().numpy(), rtol=1e-15)
+    bad_ids = torch.tensor([[bad, 2], [3, 4]])
+    with pytest.raises(IndexError):
+        emb(bad_ids)
+    with pytest.raises(IndexError, match=rf"id {bad}\b.*10 rows"):
+        g(bad_ids.numpy())
