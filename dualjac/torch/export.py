@@ -327,6 +327,8 @@ class _Lowering:
                         env[node.name] = val
                         b.inputs.append(node.name)
                         shapes.append(None)
+                elif kind == "TOKEN":  # an effect token (torch.linalg's error check): no value; see aten.py
+                    env[node.name] = None
                 else:
                     raise b.unsupported(f"an exported input of kind {kind} ({node.name})")
             elif node.op == "call_function":
@@ -338,7 +340,8 @@ class _Lowering:
                 )
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
-                outputs = [get(a) for a in node.args[0]]
+                kinds = [s.kind.name for s in self.ep.graph_signature.output_specs]
+                outputs = [get(a) for a, k in zip(node.args[0], kinds) if k != "TOKEN"]  # tokens: not the user's
                 return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes)
             else:
                 raise b.unsupported(f"an fx node of kind {node.op} ({node.name})")

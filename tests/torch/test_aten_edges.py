@@ -66,3 +66,40 @@ def test_embedding_out_of_range_id_raises_like_torch(bad):
         emb(bad_ids)
     with pytest.raises(IndexError, match=rf"id {bad}\b.*10 rows"):
         g(bad_ids.numpy())
+
+
+_EYE = torch.eye(3, dtype=torch.float64)
+_LINALG = {
+    "inv": lambda x: torch.linalg.inv(x[:, :3] + 3 * _EYE),
+    "inverse": lambda x: torch.inverse(x[:, :3] + 3 * _EYE),
+    "cholesky": lambda x: torch.linalg.cholesky(x[:, :3] @ x[:, :3].T + _EYE),
+    "cholesky_upper": lambda x: torch.linalg.cholesky(x[:, :3] @ x[:, :3].T + _EYE, upper=True),
+    "solve": lambda x: torch.linalg.solve(x[:, :3] + 3 * _EYE, x),
+}
+
+
+@pytest.mark.parametrize("name", list(_LINALG))
+def test_linalg_with_error_checks_lowers(name):
+    # torch.linalg.inv/cholesky/solve export their singularity check as a side effect (a token input)
+    f = _LINALG[name]
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = from_torch(f, x)
+    np.testing.assert_allclose(g(x.numpy()), f(x).numpy(), rtol=1e-12, atol=1e-14)
+    jac = np.asarray(dj.jacfwd(g)(x.numpy()))
+    np.testing.assert_allclose(jac, torch.func.jacrev(f)(x).numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_linalg_singular_matrix_raises_like_torch():
+    # the dropped check's job: NumPy's LinAlgError where torch raises its own
+    f = lambda x: torch.linalg.inv(x)  # noqa: E731
+    g = from_torch(f, torch.eye(3, dtype=torch.float64).repeat(2, 1, 1))
+    with pytest.raises(RuntimeError):
+        f(torch.zeros(2, 3, 3, dtype=torch.float64))
+    with pytest.raises(np.linalg.LinAlgError):
+        g(np.zeros((2, 3, 3)))
+
+
+def test_other_side_effects_are_named():
+    f = lambda x: (torch.ops.aten._print("hi"), x * 2)[1]  # noqa: E731
+    with pytest.raises(dj.UnsupportedOpError, match="side-effecting op aten._print"):
+        from_torch(f, torch.ones(2, 3, dtype=torch.float64))
