@@ -99,7 +99,13 @@ def any_finite(x: Any, axis: int) -> Any:
 
 
 def argsort(x: Any, axis: int, descending: bool) -> Any:
-    return _of(x).argsort(-x if descending else x, axis=axis, kind="stable")
+    """Stable argsort with NaN the largest value, as torch's sort (NaN first when descending)."""
+    xp = _of(x)
+    if not descending:
+        return xp.argsort(x, axis=axis, kind="stable")
+    # descending = the ascending sort of the reversed array, reversed: NaN first, ties in their order
+    # (no -x: that kept NaN last and overflows unsigned and minimum ints)
+    return x.shape[axis] - 1 - xp.flip(xp.argsort(xp.flip(x, axis), axis=axis, kind="stable"), axis)
 
 
 def first(idx: Any, axis: int, k: int) -> Any:
@@ -118,6 +124,18 @@ def squeeze_key(x: Any, dims: tuple) -> tuple:
 def squeeze_key_for(shape: tuple, dims: tuple) -> tuple:
     """The index that drops the size-1 axes among ``dims`` (torch's squeeze ignores the others)."""
     return tuple(0 if d in dims and shape[d] == 1 else slice(None) for d in range(len(shape)))
+
+
+def embedding_ids(idx: Any, rows: int) -> Any:
+    """``idx``, once every id is a row of an ``rows``-row table: torch raises, ``take`` would wrap a negative id."""
+    bad = (idx < 0) | (idx >= rows)
+    if bad.any():
+        at = np.unravel_index(int(bad.argmax()), np.shape(idx))  # the first bad id (0-d ids too)
+        raise IndexError(
+            f"embedding id {int(idx[at])} (at position {tuple(int(k) for k in at)}) is out of range for a "
+            f"table of {rows} rows: ids must be in [0, {rows}), as torch.nn.Embedding requires"
+        )
+    return idx
 
 
 def padding_mask(idx: Any, padding_idx: int) -> Any:

@@ -63,8 +63,21 @@ def _getitem(b, x, i):
     return static_emitter(operator.getitem)(b, x, i)
 
 
+def _with_effects(b, token, op, *args, **kwargs):
+    """An op export threads through an effect token. torch.linalg's error check (inv, cholesky, solve)
+    is dropped: NumPy's linalg raises LinAlgError itself on a singular or not positive-definite matrix."""
+    if str(op) != "aten._linalg_check_errors.default":
+        raise b.unsupported(
+            f"the side-effecting op {op} (export threads it through an effect token)",
+            hint="a side effect (printing, a custom op with effects) is no function of the input; "
+            "remove it from forward, or run it outside the model",
+        )
+    return (token,)
+
+
 SYMBOLIC: dict[Any, Callable[..., Any]] = {
     operator.getitem: _getitem,
+    torch.ops.higher_order.with_effects: _with_effects,
     **{
         f: _symbolic(f)
         for f in (

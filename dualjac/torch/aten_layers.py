@@ -37,6 +37,25 @@ def _linear(b, x, w, bias=None):
     return b.emit("linear", x, w, bias)
 
 
+# torch.linalg's *_ex ops: (result, ..., info); info feeds only the error check, which NumPy does itself
+def _inv_ex(b, a, check_errors=False):
+    return b.emit("inv", a), None
+
+
+def _cholesky_ex(b, a, upper=False, check_errors=False):
+    low = b.emit("cholesky", a)
+    if not upper:
+        return low, None
+    n = b.ndim(0)  # real input: the upper factor is the lower one transposed
+    return b.emit("transpose", low, axes=tuple(range(n - 2)) + (n - 1, n - 2)), None
+
+
+def _solve_ex(b, a, rhs, left=True, check_errors=False):
+    if not left or b.ndim(1) != b.ndim(0):  # NumPy reads a vector right-hand side unlike torch
+        raise b.unsupported(hint="torch.linalg.solve is lowered for left=True and B with A's number of axes")
+    return b.emit("solve", a, rhs), None, None, None
+
+
 def _dot(b, x, y):
     return b.emit("dot", x, y)
 
@@ -132,6 +151,7 @@ def _group_norm(b, x, weight, bias, N, C, HxW, group, eps):
 
 
 def _embedding(b, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    indices = b.emit(static.embedding_ids, indices, int(b.val(0).shape[0]))  # torch raises on a bad id
     rows = b.emit("take", weight, indices=indices, axis=0)
     if padding_idx is None or padding_idx < 0:
         return rows
@@ -239,7 +259,9 @@ OPS: dict[str, Callable[..., Any]] = {
     # linear algebra and layers
     "aten.mm.default": _matmul, "aten.bmm.default": _matmul, "aten.matmul.default": _matmul,
     "aten.mv.default": _matmul, "aten.dot.default": _dot, "aten.addmm.default": _addmm,
-    "aten.baddbmm.default": _addmm, "aten.linear.default": _linear, "aten._trilinear.default": _trilinear,
+    "aten.baddbmm.default": _addmm, "aten.linalg_inv_ex.default": _inv_ex,
+    "aten.linalg_cholesky_ex.default": _cholesky_ex, "aten._linalg_solve_ex.default": _solve_ex,
+    "aten.linear.default": _linear, "aten._trilinear.default": _trilinear,
     "aten.convolution.default": _convolution,
     "aten.max_pool1d_with_indices.default": _max_pool(1), "aten.max_pool2d_with_indices.default": _max_pool(2),
     "aten.avg_pool1d.default": _avg_pool(1),

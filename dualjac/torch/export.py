@@ -230,10 +230,12 @@ def _export(module: nn.Module, inputs: tuple, strict: bool, dynamic: bool) -> An
 
 
 def _decompositions() -> dict:
-    """Core ATen, except scaled_dot_product_attention: kept whole (aten.py maps it), since its CPU
-    decomposition gives outputs with strides that later views reject (GPT-2 fails to export)."""
+    """Core ATen, except ops kept whole (aten.py maps them): scaled_dot_product_attention, since its CPU
+    decomposition gives outputs with strides that later views reject (GPT-2 fails to export), and
+    hardswish/hardsigmoid, whose clamp decomposition has clamp's kinks, not torch's (0 at -3 and +3)."""
     table = torch.export.default_decompositions()
-    table.pop(torch.ops.aten.scaled_dot_product_attention.default, None)
+    for op in ("scaled_dot_product_attention", "hardswish", "hardsigmoid"):
+        table.pop(getattr(torch.ops.aten, op).default, None)
     return table
 
 
@@ -341,6 +343,8 @@ class _Lowering:
                         b.begin(node, guard_meta(node.name))
                         b.emit(static.check_value, Ref("input", node.name), val, node.name)
                         b.nodes[-1] = b.nodes[-1]._replace(name=f"{node.name}.value")
+                elif kind == "TOKEN":  # an effect token (torch.linalg's error check): no value; see aten.py
+                    env[node.name] = None
                 else:
                     raise b.unsupported(f"an exported input of kind {kind} ({node.name})")
             elif node.op == "call_function":
@@ -353,7 +357,8 @@ class _Lowering:
                 env[node.name] = b.finish(aten.lower_node(b, node.target, get(node.args), get(node.kwargs)))
             elif node.op == "output":
                 # buffer and input mutations come first: functionalised, the user outputs already use the
-                # mutated values, and the Graph (a pure function) neither updates buffers nor the caller's arrays
+                # mutated values, and the Graph (a pure function) neither updates buffers nor the caller's
+                # arrays; effect tokens are not the user's either
                 kinds = [spec.kind.name for spec in self.ep.graph_signature.output_specs]
                 outputs = [get(a) for a, kind in zip(node.args[0], kinds) if kind == "USER_OUTPUT"]
                 return env, _unflatten(outputs, self.ep.call_spec.out_spec), tuple(shapes), tuple(ranges)
