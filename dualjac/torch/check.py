@@ -141,6 +141,10 @@ def check(
     diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     if wrt == "inputs" and not diff:
         raise ValueError("no floating-point input to differentiate; use wrt='params' for a model of token ids")
+    labels = [n for n, _ in named] if wrt == "params" else input_names(diff, len(inputs))
+    sizes = [p.numel() for _, p in named] if wrt == "params" else [inputs[i].numel() for i in diff]
+    if 0 in sizes:  # no Jacobian entry to compare: never an OK (and torch's jacobian fails on it)
+        raise ValueError(f"{labels[sizes.index(0)]} has zero elements: there is nothing to check")
     dtype = named[0][1].dtype if named else (inputs[diff[0]].dtype if diff else torch.float32)
     dname = str(dtype).replace("torch.", "")
     for name, value in (("rtol", rtol), ("atol", atol)):
