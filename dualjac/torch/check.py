@@ -15,24 +15,25 @@ Two modes compare the same thing at different cost:
   computes ``Uᵀ J`` by ``K`` backward passes; the check compares ``Uᵀ(J V)`` with
   ``(Uᵀ J) V``. dualjac runs first, and each output element's cotangent is weighted by the inverse
   of its row's size ``||J_o||`` (from ``J V``), so every row weighs alike: a wrong backward changes
-  ``Uᵀ J`` in some direction, and random ``V`` sees it with probability 1, at any output scale above
-  the rounding size of the largest (float64: beside outputs 1e12 times larger). The default when
-  inputs are wide.
+  ``Uᵀ J`` in some direction, and random ``V`` sees it with probability 1, at any output scale
+  above torch's rounding of the largest (float64: beside outputs 1e12 times larger; float32: down to
+  about 1e-4 of the largest). The default when inputs are wide.
 
 Tolerances are relative, never absolute: a value passes when
-``|torch - dualjac| <= atol * scale + rtol * |dualjac|``. In full mode the scale is the largest
-entry of the value's own *row* (its output element), so a small output is checked as tightly as a
-large one beside it; in projection mode it is the typical size of a projection,
-``max(||U_iᵀ J||, ||J V_j||)`` (unit-variance U and V, U weighted as above). Rows of
-rounding size (below ``NOISE`` eps of the model's dtype times the block's largest) may differ by
-that much, torch's rounding. So a model whose Jacobian is 1e-11 everywhere is checked as tightly
-as one whose Jacobian is 1.
+``|torch - dualjac| <= atol * scale + rtol * |dualjac|`` plus torch's rounding, ``NOISE`` eps of the
+model's dtype (at most ``atol``) times the block's largest entry (intermediates may be that large).
+In full mode the scale is the largest entry of the value's own *row* (its output element), so a
+small output is checked as tightly as a large one beside it; in projection mode it is the typical
+size of a projection, ``max(||U_iᵀ J||, ||J V_j||)`` (unit-variance U and V, U weighted as above;
+rows too small to rise above the rounding allowance weigh less). So a model whose Jacobian is 1e-11
+everywhere is checked as tightly as one whose Jacobian is 1.
 
 A comparison has *power* where it would catch a 1% error: in full mode a value is *resolved* when
 ``0.01 * |entry| > tolerance``; in projection mode an output element is resolved when a 1% error in
-its row alone would fail a typical projection (a projection sums every row, so loose tolerances and
-many outputs can resolve none). Each row reports the fraction it resolved, and ``check`` never says
-OK for a block with nonzero derivatives that resolved nothing, nor for a check whose
+its row alone would fail a typical projection (a projection sums every row's allowance, so loose
+tolerances and many outputs can resolve none), and the block has power when a 1% error in every row
+would fail. Each row reports the fraction it resolved, and ``check`` never says OK for a block with
+nonzero derivatives without power, nor for a check whose
 blocks are all exactly zero: it reports ``status == "no power"`` and ``ok == False``.
 
 The forward values are compared too (equal values, equal infinities and NaNs in the same places
@@ -82,6 +83,7 @@ from .check_engines import (
 from .check_locate import locate_culprit
 from .check_report import (
     NOISE,
+    RESOLVE,
     ZERO_WEIGHT,
     CheckReport,
     PairReport,
@@ -186,7 +188,9 @@ def check(
     if mode == "auto":
         mode = "full" if _small(torch, module, inputs, diff, wrt, batched, named) else "projection"
     compare = _full if mode == "full" else _projected
-    eps = float(torch.finfo(inner).eps)
+    # torch's rounding allowance (check_report.NOISE): no looser than the atol asked for (float64 tolerances
+    # on a model that rounds to float32 inside must still fail)
+    eps = min(float(torch.finfo(inner).eps), atol)
     rows, t_outs, d_outs, conds, time_torch, time_dualjac = compare(
         torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed, eps
     )
@@ -244,8 +248,9 @@ def _full(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, c
             rows.append(compare_block(names_out[i], names_in[j], numpy64(t), d, rtol, atol, eps, dims))
             a = np.abs(np.asarray(args[j], dtype=np.float64))
             a = a.reshape(a.shape[:1] + (1,) * (dims - 1) + a.shape[1:]) if batched else a
-            cond = cond + (np.abs(d) * a).reshape(d.shape[:dims] + (-1,)).sum(-1)
-        conds.append(cond)
+            with np.errstate(invalid="ignore"):  # 0 * inf (an inf input where J is zero) counts 0
+                cond = cond + np.where(d == 0, 0.0, np.abs(d) * a).reshape(d.shape[:dims] + (-1,)).sum(-1)
+        conds.append(np.where(np.isfinite(cond), cond, 0.0))  # an inf input gives no allowance
     return rows, t_outs, d_outs, conds, time_torch, time_dualjac
 
 
@@ -254,7 +259,7 @@ def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, at
 
     dualjac runs first: its ``J V`` gives each output element's row size ``||J_o||``, and torch's cotangents
     are weighted by its inverse, so every row weighs alike in ``Uᵀ J`` and a wrong backward of a small output
-    is not lost beside a large one (rows below ``NOISE * eps`` of the largest, rounding-sized, weigh far less)."""
+    is not lost beside a large one (down to rows where torch's rounding is 1% of the row)."""
     rng = np.random.default_rng(seed)
     names_in = [f"params ({len(named)} tensors)"] if wrt == "params" else input_names(diff, len(inputs))
     t0 = time.perf_counter()
@@ -264,26 +269,29 @@ def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, at
     d_outs, jvs = dualjac_projected(graph, xs, params, wrt, diff, [n for n, _ in named], vs)
     time_dualjac = time.perf_counter() - t0
     sizes = [np.max([np.sqrt((jv**2).mean(0)) for jv in per_block], 0) for per_block in jvs]  # ||J_o||, per output
-    floors = [NOISE * eps * float(s.max(initial=0.0)) for s in sizes]
-    # rounding-sized rows (exact zeros included) weigh ZERO_WEIGHT less: torch's rounding there is not a finding,
-    # while a wrong derivative far above rounding size still shows
-    lows = [s < f for s, f in zip(sizes, floors)]
-    # (an all-zero output has f = 0: weight 1 everywhere, as before weighting)
-    weights = [np.where(low, ZERO_WEIGHT, f / np.maximum(s, f)) if f > 0 else np.ones_like(s)
-               for s, f, low in zip(sizes, floors, lows)]  # fmt: skip
+    # rows below f (where torch's rounding allowance, NOISE eps of the largest, is 1% of the row) weigh less,
+    # down to ZERO_WEIGHT, so that many rounding-sized rows cannot drown the others' power in their allowance;
+    # an all-zero output: weight 1 everywhere
+    floors = [NOISE * eps * float(s.max(initial=0.0)) / RESOLVE for s in sizes]
+    weights = [
+        np.where(s >= f, f / np.maximum(s, f), np.maximum(s / f, ZERO_WEIGHT)) if f > 0 else np.ones_like(s)
+        for s, f in zip(sizes, floors)
+    ]
     t0 = time.perf_counter()
     t_outs, us, t_grads = torch_projected(torch, module, inputs, wrt, diff, named, directions, rng, weights)
     time_torch = time.perf_counter() - t0
     names_out = output_names(len(t_outs))
-    norms = [
-        np.sqrt(sum(float((a**2).sum()) for a in b)) for b in blocks
-    ]  # ||x||: rounding x moves out by ||J_o|| ||x||
+    norms = [np.sqrt(sum(float((a**2).sum()) for a in b)) for b in blocks]  # rounding x moves out_o by ||J_o|| ||x||
     rows, conds = [], []
-    for i, (u, jv, grads, w, low) in enumerate(zip(us, jvs, t_grads, weights, lows)):
+    for i, (u, jv, grads, w) in enumerate(zip(us, jvs, t_grads, weights)):
         for b, (v, g) in enumerate(zip(vs, grads)):
-            s_t, s_d, projected = projections(u, jv[b], g, v, batched, w, low, eps)
+            s_t, s_d, projected = projections(u, jv[b], g, v, batched, w, eps)
             rows.append(compare_block(names_out[i], names_in[b], s_t, s_d, rtol, atol, projected=projected))
-        conds.append(sum(np.sqrt((j**2).mean(0)) * n for j, n in zip(jv, norms)))
+        with np.errstate(invalid="ignore"):
+            cond = sum(
+                np.where(r == 0, 0.0, r * n) for r, n in ((np.sqrt((j**2).mean(0)), n) for j, n in zip(jv, norms))
+            )
+        conds.append(np.where(np.isfinite(cond), cond, 0.0))  # an inf input gives no allowance
     return rows, t_outs, d_outs, conds, time_torch, time_dualjac
 
 
