@@ -13,20 +13,34 @@ Two modes compare the same thing at different cost:
 * ``"projection"``: for ``K`` random directions ``V`` and ``K`` random cotangents ``U``,
   dualjac computes ``J V`` in one forward pass of ``K`` lanes (exact forward mode) and torch
   computes ``Uᵀ J`` by ``K`` backward passes; the check compares ``Uᵀ(J V)`` with
-  ``(Uᵀ J) V``. A wrong backward changes ``Uᵀ J`` in some direction, and random ``V`` sees
-  it with probability 1, at any output scale. The default when inputs are wide.
+  ``(Uᵀ J) V``. dualjac runs first, and each output element's cotangent is weighted by the inverse
+  of its row's size ``||J_o||`` (from ``J V``), so every row weighs alike: a wrong backward changes
+  ``Uᵀ J`` in some direction, and random ``V`` sees it with probability 1, at any output scale
+  above torch's rounding of the largest (float64: beside outputs 1e12 times larger; float32: down to
+  about 1e-4 of the largest). The default when inputs are wide.
 
-Tolerances are relative to each block's *scale*, never absolute: a value passes when
-``|torch - dualjac| <= atol * scale + rtol * |dualjac|``. In full mode the scale is the
-block's largest entry; in projection mode it is the typical size of a projection,
-``max(||U_iᵀ J||, ||J V_j||)`` (U and V have unit-variance entries). So a model whose
-Jacobian is 1e-11 everywhere is checked as tightly as one whose Jacobian is 1.
+Tolerances are relative, never absolute: a value passes when
+``|torch - dualjac| <= atol * scale + rtol * |dualjac|`` plus torch's rounding, ``NOISE`` eps of the
+model's dtype (at most ``atol``) times the block's largest entry (intermediates may be that large).
+In full mode the scale is the largest entry of the value's own *row* (its output element), so a
+small output is checked as tightly as a large one beside it; in projection mode it is the typical
+size of a projection, ``max(||U_iᵀ J||, ||J V_j||)`` (unit-variance U and V, U weighted as above;
+rows too small to rise above the rounding allowance weigh less). So a model whose Jacobian is 1e-11
+everywhere is checked as tightly as one whose Jacobian is 1.
 
-A comparison has *power* where it would catch a 1% error: a value is *resolved* when
-``0.01 * magnitude > tolerance`` (magnitude: the entry in full mode, the scale in
-projection mode). Each row reports the fraction it resolved, and ``check`` never says
-OK for a block with nonzero derivatives that resolved nothing, nor for a check whose
+A comparison has *power* where it would catch a 1% error: in full mode a value is *resolved* when
+``0.01 * |entry| > tolerance``; in projection mode an output element is resolved when a 1% error in
+its row alone would fail a typical projection (a projection sums every row's allowance, so loose
+tolerances and many outputs can resolve none), and the block has power when a 1% error in every row
+would fail. Each row reports the fraction it resolved, and ``check`` never says OK for a block with
+nonzero derivatives without power, nor for a check whose
 blocks are all exactly zero: it reports ``status == "no power"`` and ``ok == False``.
+
+The forward values are compared too (equal values, equal infinities and NaNs in the same places
+agree). A value may also differ by the model dtype's rounding of its inputs, or of intermediates of
+their size, carried through the Jacobian (``NOISE * eps * sum_i |J_oi| |x_i|``: LayerNorm of
+``1 + 1e-3 * randn`` in float32 loses 3 digits); the report then says so in a note instead of
+blaming the lowering.
 
 On a mismatch, ``check`` looks for the module responsible: it runs the model once more
 with hooks that record each submodule call's inputs, output and the gradients torch
@@ -67,7 +81,18 @@ from .check_engines import (
     torch_projected,
 )
 from .check_locate import locate_culprit
-from .check_report import CheckReport, PairReport, compare_block, compare_values, numpy64, projections, verdict
+from .check_report import (
+    NOISE,
+    RESOLVE,
+    ZERO_WEIGHT,
+    CheckReport,
+    PairReport,
+    compare_block,
+    compare_values,
+    numpy64,
+    projections,
+    verdict,
+)
 
 # the names the API reference documents here (docs/reference/torch.md); the rest is internal
 __all__ = ["DEFAULT_TOLERANCES", "CheckReport", "PairReport", "check"]
@@ -141,6 +166,10 @@ def check(
     diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     if wrt == "inputs" and not diff:
         raise ValueError("no floating-point input to differentiate; use wrt='params' for a model of token ids")
+    labels = [n for n, _ in named] if wrt == "params" else input_names(diff, len(inputs))
+    sizes = [p.numel() for _, p in named] if wrt == "params" else [inputs[i].numel() for i in diff]
+    if 0 in sizes:  # no Jacobian entry to compare: never an OK (and torch's jacobian fails on it)
+        raise ValueError(f"{labels[sizes.index(0)]} has zero elements: there is nothing to check")
     dtype = named[0][1].dtype if named else (inputs[diff[0]].dtype if diff else torch.float32)
     dname = str(dtype).replace("torch.", "")
     for name, value in (("rtol", rtol), ("atol", atol)):
@@ -159,12 +188,21 @@ def check(
     if mode == "auto":
         mode = "full" if _small(torch, module, inputs, diff, wrt, batched, named) else "projection"
     compare = _full if mode == "full" else _projected
-    rows, t_outs, d_outs, time_torch, time_dualjac = compare(
-        torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed
+    # torch's rounding allowance (check_report.NOISE): no looser than the atol asked for (float64 tolerances
+    # on a model that rounds to float32 inside must still fail)
+    eps = min(float(torch.finfo(inner).eps), atol)
+    rows, t_outs, d_outs, conds, time_torch, time_dualjac = compare(
+        torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed, eps
     )
-    value_error, value_ok = compare_values(t_outs, d_outs, rtol, atol)
+    value_error, value_ok, rounded = compare_values(t_outs, d_outs, rtol, atol, eps, conds)
     status, reason = verdict(rows, value_ok, value_error)
     notes = _notes(dname, wrt, diff, inputs, mode)
+    if rounded:
+        notes.append(
+            f"forward values differ by up to {value_error:.3g} of the output's scale: {precision}'s rounding, "
+            "amplified by the Jacobian (rounding errors of the size of the inputs, or of intermediates as large), "
+            "not the lowering; cast the model to float64 for a tight comparison"
+        )
     if where and r_default == rtol and a_default == atol:
         notes.append(
             f"the model computes in {precision} in places (first: {where}), so torch's derivatives are "
@@ -188,7 +226,7 @@ def check(
     return report
 
 
-def _full(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed):
+def _full(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed, eps):
     """Every entry of every block: torch.autograd.functional.jacobian against dualjac's jacfwd."""
     t0 = time.perf_counter()
     t_blocks, t_outs, names_in = torch_jacobian(torch, module, inputs, wrt, batched, diff)
@@ -198,34 +236,63 @@ def _full(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, c
     d_blocks, d_outs = dualjac_jacobian(graph, xs, graph.params, wrt, batched, diff, names_in, chunk_size)
     time_dualjac = time.perf_counter() - t0
     names_out = output_names(len(t_outs))
-    rows = [
-        compare_block(names_out[i], names_in[j], numpy64(t), np.asarray(d, dtype=np.float64), None, rtol, atol)
-        for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks))
-        for j, (t, d) in enumerate(zip(t_row, d_row))
-    ]
-    return rows, t_outs, d_outs, time_torch, time_dualjac
+    args = [graph.params[n] for n in names_in] if wrt == "params" else [xs[i] for i in diff]
+    rows, conds = [], []
+    for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks)):
+        dims = t_outs[
+            i
+        ].dim()  # the leading axes of a block are the output's (batched: the batch axis, then the item's)
+        cond = 0.0
+        for j, (t, d) in enumerate(zip(t_row, d_row)):
+            d = np.asarray(d, dtype=np.float64)
+            rows.append(compare_block(names_out[i], names_in[j], numpy64(t), d, rtol, atol, eps, dims))
+            a = np.abs(np.asarray(args[j], dtype=np.float64))
+            a = a.reshape(a.shape[:1] + (1,) * (dims - 1) + a.shape[1:]) if batched else a
+            with np.errstate(invalid="ignore"):  # 0 * inf (an inf input where J is zero) counts 0
+                cond = cond + np.where(d == 0, 0.0, np.abs(d) * a).reshape(d.shape[:dims] + (-1,)).sum(-1)
+        conds.append(np.where(np.isfinite(cond), cond, 0.0))  # an inf input gives no allowance
+    return rows, t_outs, d_outs, conds, time_torch, time_dualjac
 
 
-def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed):
-    """``directions`` x ``directions`` projections per block: ``(Uᵀ J) V`` from torch, ``Uᵀ (J V)`` from dualjac."""
+def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, chunk_size, directions, seed, eps):
+    """``directions`` x ``directions`` projections per block: ``(Uᵀ J) V`` from torch, ``Uᵀ (J V)`` from dualjac.
+
+    dualjac runs first: its ``J V`` gives each output element's row size ``||J_o||``, and torch's cotangents
+    are weighted by its inverse, so every row weighs alike in ``Uᵀ J`` and a wrong backward of a small output
+    is not lost beside a large one (down to rows where torch's rounding is 1% of the row)."""
     rng = np.random.default_rng(seed)
     names_in = [f"params ({len(named)} tensors)"] if wrt == "params" else input_names(diff, len(inputs))
-    t0 = time.perf_counter()
-    t_outs, us, t_grads = torch_projected(torch, module, inputs, wrt, diff, named, directions, rng)
-    time_torch = time.perf_counter() - t0
     t0 = time.perf_counter()
     xs, params = tuple(to_numpy(x) for x in inputs), graph.params
     blocks = [[params[n] for n, _ in named]] if wrt == "params" else [[xs[i]] for i in diff]
     vs = [[rng.standard_normal((directions,) + np.shape(a)) for a in b] for b in blocks]
     d_outs, jvs = dualjac_projected(graph, xs, params, wrt, diff, [n for n, _ in named], vs)
     time_dualjac = time.perf_counter() - t0
+    sizes = [np.max([np.sqrt((jv**2).mean(0)) for jv in per_block], 0) for per_block in jvs]  # ||J_o||, per output
+    # rows below f (where torch's rounding allowance, NOISE eps of the largest, is 1% of the row) weigh less,
+    # down to ZERO_WEIGHT, so that many rounding-sized rows cannot drown the others' power in their allowance;
+    # an all-zero output: weight 1 everywhere
+    floors = [NOISE * eps * float(s.max(initial=0.0)) / RESOLVE for s in sizes]
+    weights = [
+        np.where(s >= f, f / np.maximum(s, f), np.maximum(s / f, ZERO_WEIGHT)) if f > 0 else np.ones_like(s)
+        for s, f in zip(sizes, floors)
+    ]
+    t0 = time.perf_counter()
+    t_outs, us, t_grads = torch_projected(torch, module, inputs, wrt, diff, named, directions, rng, weights)
+    time_torch = time.perf_counter() - t0
     names_out = output_names(len(t_outs))
-    rows = []
-    for i, (u, jv, grads) in enumerate(zip(us, jvs, t_grads)):
+    norms = [np.sqrt(sum(float((a**2).sum()) for a in b)) for b in blocks]  # rounding x moves out_o by ||J_o|| ||x||
+    rows, conds = [], []
+    for i, (u, jv, grads, w) in enumerate(zip(us, jvs, t_grads, weights)):
         for b, (v, g) in enumerate(zip(vs, grads)):
-            s_t, s_d, scale = projections(u, jv[b], g, v, batched)
-            rows.append(compare_block(names_out[i], names_in[b], s_t, s_d, scale, rtol, atol))
-    return rows, t_outs, d_outs, time_torch, time_dualjac
+            s_t, s_d, projected = projections(u, jv[b], g, v, batched, w, eps)
+            rows.append(compare_block(names_out[i], names_in[b], s_t, s_d, rtol, atol, projected=projected))
+        with np.errstate(invalid="ignore"):
+            cond = sum(
+                np.where(r == 0, 0.0, r * n) for r, n in ((np.sqrt((j**2).mean(0)), n) for j, n in zip(jv, norms))
+            )
+        conds.append(np.where(np.isfinite(cond), cond, 0.0))  # an inf input gives no allowance
+    return rows, t_outs, d_outs, conds, time_torch, time_dualjac
 
 
 def _lowest_precision(torch: Any, program: Any, dtype: Any) -> tuple[Any, str]:

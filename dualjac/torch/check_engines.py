@@ -97,10 +97,19 @@ def dualjac_jacobian(
 
 
 def torch_projected(
-    torch: Any, module: Any, inputs: tuple, wrt: str, diff: list[int], named: list, k: int, rng: np.random.Generator
+    torch: Any,
+    module: Any,
+    inputs: tuple,
+    wrt: str,
+    diff: list[int],
+    named: list,
+    k: int,
+    rng: np.random.Generator,
+    weights: list[np.ndarray],
 ) -> tuple[list[Any], list[np.ndarray], list[list[list[np.ndarray]]]]:
-    """torch's outputs, the cotangents U (per output, (k, *shape), float64 holding values exact in the
-    model's dtype) and ``Uᵀ J`` per output, per block, per parameter or input: [out][block][leaf] (k, *shape)."""
+    """torch's outputs, the cotangents U (per output, (k, *shape): unit-variance entries times that output's
+    ``weights``, float64 holding values exact in the model's dtype) and ``Uᵀ J`` per output, per block, per
+    parameter or input: [out][block][leaf] (k, *shape)."""
     args = list(inputs)
     if wrt == "params":
         leaves, blocks = [p for _, p in named], [list(range(len(named)))]
@@ -112,8 +121,8 @@ def torch_projected(
     with torch.enable_grad():
         outs = flatten(module(*args))[0]
     us, grads = [], []
-    for o in outs:
-        u = torch.from_numpy(rng.standard_normal((k,) + tuple(o.shape))).to(o.dtype)
+    for o, w in zip(outs, weights):
+        u = torch.from_numpy(rng.standard_normal((k,) + tuple(o.shape)) * w).to(o.dtype)
         g = [[np.zeros((k,) + tuple(leaves[j].shape)) for j in b] for b in blocks]
         if o.requires_grad:
             for r in range(k):

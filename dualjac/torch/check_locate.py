@@ -62,7 +62,7 @@ def locate_culprit(
                     # over every consumer of the tensor (residual connections); a copy, not a view, so the
                     # hook still sees the gradient w.r.t. the input when the module works in place
                     flat[i] = a.clone()
-                    flat[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, g.detach().clone()))
+                    flat[i].register_hook(lambda g, i=i: call.grads_in.__setitem__(i, _copy(g)))
                     call.floats.append(i)
             calls.append(call)
             n = len(args)
@@ -79,7 +79,7 @@ def locate_culprit(
         call.grad_out = [None] * len(tensors)
         for j, o in enumerate(tensors):
             if o.requires_grad:
-                o.register_hook(lambda g, j=j: call.grad_out.__setitem__(j, g.detach().clone()))
+                o.register_hook(lambda g, j=j: call.grad_out.__setitem__(j, _copy(g)))
 
     for path, m in module.named_modules():
         handles.append(m.register_forward_pre_hook(pre(path), with_kwargs=True))
@@ -252,6 +252,12 @@ def _defined_at(cls: type) -> str:
         return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]} ({cls.__qualname__}.forward)"
     except (TypeError, OSError):
         return ""
+
+
+def _copy(g: Any) -> Any:
+    """A hook's gradient, kept: None where a custom backward returned None for that input (torch then
+    takes the derivative as zero; the local check counts it as zero, so a missing gradient is a finding)."""
+    return None if g is None else g.detach().clone()
 
 
 def _is_float(torch: Any, x: Any) -> bool:

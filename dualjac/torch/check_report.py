@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 RESOLVE = 0.01  # a value is resolved when an error of this fraction of it would fail the check
+ZERO_WEIGHT = 1e-3  # projection mode: the least weight of a row of (nearly) zero, relative to a full row's
+NOISE = 16  # torch's rounding allowance, in units of its dtype's eps (of the sizes the rounding is relative to)
 
 
 @dataclass
@@ -151,10 +153,19 @@ class CheckReport:
 
 
 def projections(
-    u: np.ndarray, jv: np.ndarray, grads: list[np.ndarray], vs: list[np.ndarray], batched: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``Uᵀ(J V)`` (dualjac) and ``(Uᵀ J) V`` (torch), (k_u, k_v[, B]), and each one's scale
-    ``max(||U_iᵀ J||, ||J V_j||)``, the typical size of a projection with unit-variance U, V."""
+    u: np.ndarray,
+    jv: np.ndarray,
+    grads: list[np.ndarray],
+    vs: list[np.ndarray],
+    batched: bool,
+    w: np.ndarray,
+    eps: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """``Uᵀ(J V)`` (dualjac) and ``(Uᵀ J) V`` (torch), (k_u, k_v[, B]), and what ``compare_block`` judges them by:
+    each one's scale ``max(||U_iᵀ J||, ||w ∘ J V_j||)``, the typical size of a projection (``U`` has unit-variance
+    entries times the per-output weights ``w``); an allowance for torch's rounding, ``NOISE * eps`` of the
+    largest row in every row; and each output element's share of a projection,
+    ``w_o ||J_o||``, which a 1% error in that row moves."""
     lead = 1 if batched else 0  # batched: one projection per sample (rows are independent)
 
     def dot(a, b):  # a (k_a, *S), b (k_b, *S) -> (k_a, k_b[, B]), summing over S (after B)
@@ -167,39 +178,62 @@ def projections(
 
     s_d = dot(u, jv)
     s_t = sum(dot(g, v) for g, v in zip(grads, vs))
-    g_norm, jv_norm = norms(grads), norms([jv])
-    scale = np.maximum(g_norm[:, None], jv_norm[None, :])
-    return s_t, s_d, scale
+    scale = np.maximum(norms(grads)[:, None], norms([jv * w])[None, :])
+    rows = np.sqrt((jv**2).mean(0))  # ||J_o|| (V has unit-variance entries)
+    # torch's rounding, NOISE eps of the largest row (intermediates may be that large), in every row
+    noise = NOISE * eps * float(rows.max(initial=0.0)) * norms([u])[:, None] * np.ones_like(scale)
+    return s_t, s_d, (scale, noise, w * rows)
 
 
 def compare_block(
-    output: str, wrt: str, t: np.ndarray, d: np.ndarray, scale: np.ndarray | None, rtol: float, atol: float
+    output: str,
+    wrt: str,
+    t: np.ndarray,
+    d: np.ndarray,
+    rtol: float,
+    atol: float,
+    eps: float = 0.0,
+    row_dims: int = 0,
+    projected: tuple | None = None,
 ) -> PairReport:
-    """Compare torch's values ``t`` with dualjac's ``d``: full mode (``scale`` None: the block's
-    largest entry, and each entry is resolved against itself) or projections (each against its
-    ``scale``)."""
+    """Compare torch's values ``t`` with dualjac's ``d``.
+
+    Full mode (``projected`` None): a block (*rows, *inputs) whose first ``row_dims`` axes are the output
+    elements; each entry is judged against the largest entry of its own row, so a wrong derivative of a
+    small output is not hidden by a large output in the same block, plus ``NOISE * eps`` of the block's largest
+    entry (torch's rounding, relative to intermediates that may be that large), and is resolved against itself.
+    Projection mode: ``projected`` from ``projections``; a projection is judged against its scale, an output
+    element is resolved when a 1% error in its row alone would fail a typical projection, and the block has
+    power when a 1% error in every row would fail."""
     if t.shape != d.shape:
         raise AssertionError(f"block d{output}/d{wrt}: torch {t.shape} vs dualjac {d.shape}")
     finite = bool(np.isfinite(t).all() and np.isfinite(d).all())
     err = np.abs(t - d)
-    if scale is None:
-        top = float(max(np.abs(d).max(initial=0.0), np.abs(t).max(initial=0.0))) if finite else np.inf
-        tol = atol * top + rtol * np.abs(d)
+    if projected is None:
+        size = np.maximum(np.abs(d), np.abs(t)) if finite else np.full(d.shape, np.inf)
+        top = float(size.max(initial=0.0))
+        rows = size.reshape(d.shape[:row_dims] + (-1,)).max(-1, initial=0.0)
+        rows = rows.reshape(rows.shape + (1,) * (d.ndim - row_dims))
+        # plus torch's rounding, relative to intermediates that may be as large as the block's largest entry
+        tol = atol * rows + rtol * np.abs(d) + NOISE * eps * top
         magnitude = np.abs(d)
+        resolved = power = RESOLVE * magnitude > tol
     else:
+        scale, noise, share = projected
         top = float(scale.max(initial=0.0))
-        tol = atol * scale + rtol * np.abs(d)
+        tol = atol * scale + rtol * np.abs(d) + noise
         magnitude = scale
-    resolved = RESOLVE * magnitude > tol
+        resolved = RESOLVE * share > np.median(tol) if tol.size else np.zeros(0, bool)
+        power = RESOLVE * scale > tol  # a 1% error in every row: what the verdict needs
     ok = finite and bool(np.all(err <= tol))
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(resolved, err / magnitude, 0.0)
+        rel = np.where(RESOLVE * magnitude > tol, err / magnitude, 0.0)
         ratio = np.where(tol > 0, err / tol, np.where(err > 0, np.inf, 0.0))
     if not ok:
         status = "mismatch"
     elif top == 0:
         status = "zero"
-    elif not resolved.any():
+    elif not power.any():
         status = "no power"
     else:
         status = "ok"
@@ -209,22 +243,34 @@ def compare_block(
     )  # fmt: skip
 
 
-def compare_values(t_outs: Sequence[Any], d_outs: Sequence[Any], rtol: float, atol: float) -> tuple[float, bool]:
-    """The forward values: the largest |torch - dualjac| relative to the output's largest value."""
-    worst, ok = 0.0, True
+def compare_values(
+    t_outs: Sequence[Any], d_outs: Sequence[Any], rtol: float, atol: float, eps: float = 0.0, conds: Any = None
+) -> tuple[float, bool, bool]:
+    """The forward values: the largest |torch - dualjac| relative to the output's largest value, whether they
+    agree, and whether agreeing needed the allowance for torch's rounding. Equal values (equal infinities
+    included) and NaNs in the same places agree. ``conds`` (per output, or None): ``sum_i |J_oi| |x_i|`` per
+    output element, how far rounding the inputs (or intermediates of their size) by ``eps`` moves it: a value
+    within ``NOISE * eps * cond`` of dualjac's differs by the model dtype's rounding, not by the lowering."""
+    worst, ok, rounded = 0.0, True, False
     if len(t_outs) != len(d_outs):  # an output lost (or made up) by the lowering
-        return np.inf, False
-    for t, d in zip(t_outs, d_outs):
+        return np.inf, False, False
+    for n, (t, d) in enumerate(zip(t_outs, d_outs)):
         if not hasattr(t, "is_floating_point") or not t.is_floating_point():
             continue
         t, d = numpy64(t), np.asarray(d, dtype=np.float64)
         if t.shape != d.shape:
-            return np.inf, False
-        top = max(np.abs(d).max(initial=0.0), np.abs(t).max(initial=0.0))
-        err = np.abs(t - d)
-        ok &= bool(np.all(err <= atol * top + rtol * np.abs(d))) and bool(np.isfinite(err).all())
+            return np.inf, False, False
+        same = (t == d) | (np.isnan(t) & np.isnan(d))
+        with np.errstate(invalid="ignore"):
+            err = np.where(same, 0.0, np.abs(t - d))
+        err = np.where(np.isnan(err), np.inf, err)  # a NaN or inf on one side only
+        top = max(np.abs(d[np.isfinite(d)]).max(initial=0.0), np.abs(t[np.isfinite(t)]).max(initial=0.0))
+        tol = atol * top + np.where(np.isfinite(d), rtol * np.abs(d), 0.0)
+        cond = 0.0 if conds is None or conds[n] is None else np.asarray(conds[n])
+        ok &= bool(np.all(err <= tol + NOISE * eps * (cond + top)))
+        rounded |= bool(np.any(err > tol))
         worst = max(worst, float(err.max(initial=0.0) / top) if top > 0 else float(err.max(initial=0.0)))
-    return worst, ok
+    return worst, ok, rounded and ok
 
 
 def verdict(rows: list[PairReport], value_ok: bool, value_error: float) -> tuple[str, str]:

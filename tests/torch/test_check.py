@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 from zoo import EmbeddingModel, WrongTanh  # noqa: E402
 
 import dualjac.torch as djt  # noqa: E402
+from dualjac.torch.check_report import compare_values  # noqa: E402
 
 nn = torch.nn
 
@@ -110,3 +111,56 @@ def test_check_notes_say_what_was_not_compared_tightly():
     report = djt.check(model, torch.randint(0, 5, (4, 2)), torch.randn(4, 3, dtype=torch.float64))
     assert report.notes == ["not differentiated (not floating point): x0"]
 
+
+class _NoneGrad(torch.autograd.Function):
+    """sin whose backward returns None: torch then treats the derivative as zero, which is wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return None
+
+
+class _NoneGradModule(nn.Module):
+    def forward(self, x):
+        return _NoneGrad.apply(x)
+
+
+def test_a_backward_returning_none_is_reported_not_a_crash():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    for model, where in ((_NoneGradModule(), ""), (nn.Sequential(nn.Linear(4, 4), _NoneGradModule()).double(), "1")):
+        report = djt.check(model.eval(), x)
+        assert report.status == "mismatch" and not report.ok, str(report)
+        assert report.culprit is not None and report.culprit.module == where, str(report)
+
+
+def test_zero_size_inputs_are_refused_with_a_clear_error():
+    for kwargs in ({}, {"batched": True}):
+        with pytest.raises(ValueError, match="nothing to check"):
+            djt.check(nn.Linear(3, 2).double(), torch.randn(0, 3, dtype=torch.float64), **kwargs)
+
+
+class _MaskedLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4).double()
+
+    def forward(self, x):
+        return self.lin(x).masked_fill(torch.tensor([False, False, True, True]), float("-inf"))
+
+
+def test_equal_infinite_and_nan_outputs_agree():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    report = djt.check(_MaskedLogits().eval(), x, locate=False)
+    assert report.ok and report.value_error < 1e-15, str(report)
+    # NaNs in the same places agree too; one NaN or inf on one side only does not
+    nan, inf = float("nan"), float("inf")
+    t = [torch.tensor([1.0, nan, -inf, inf], dtype=torch.float64)]
+    assert compare_values(t, [np.array([1.0, nan, -inf, inf])], 1e-7, 1e-10)[:2] == (0.0, True)
+    assert not compare_values(t, [np.array([1.0, 0.0, -inf, inf])], 1e-7, 1e-10)[1]
+    assert not compare_values(t, [np.array([1.0, nan, inf, inf])], 1e-7, 1e-10)[1]

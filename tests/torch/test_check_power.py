@@ -284,3 +284,78 @@ def test_forward_values_are_compared_so_a_stale_lowering_is_not_silent():
     model.shift = 2.0  # not a parameter or buffer: the cached lowering still adds 1.0
     report = djt.check(model, x)
     assert report.status == "mismatch" and "forward values differ" in report.reason and report.culprit is None
+
+
+class _Square(torch.autograd.Function):
+    """x * x, with a backward 2x too large when ``wrong`` (set on the class by the test)."""
+
+    wrong = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (4 if _Square.wrong else 2) * x
+
+
+class _BigAndSmall(nn.Module):
+    """One output block: a part 1e12 times larger than the part whose backward may be wrong."""
+
+    def __init__(self, big):
+        super().__init__()
+        self.big = big
+
+    def forward(self, x):
+        return torch.cat([self.big * x[:, :1], _Square.apply(x[:, 1:])], 1)
+
+
+@pytest.mark.parametrize("mode", ["full", "projection"])
+@pytest.mark.parametrize("n", [4, 40])
+def test_a_wrong_backward_of_a_small_output_beside_a_large_one_is_caught(mode, n):
+    x = torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    try:
+        for big in (1.0, 1e12):
+            _Square.wrong = True
+            report = djt.check(_BigAndSmall(big), x, mode=mode, locate=False)
+            assert report.status == "mismatch", str(report)
+            _Square.wrong = False
+            report = djt.check(_BigAndSmall(big), x, mode=mode)
+            assert report.status == "ok", str(report)
+            # full mode resolves the small outputs' entries; a projection sums every row's rounding allowance
+            assert report.rows[0].resolved > 0 or (mode == "projection" and big > 1), str(report)
+        # float32: down to outputs about 2e-4 of the largest (below, torch's rounding may be 1% of them)
+        x32 = x.float()
+        _Square.wrong = True
+        assert djt.check(_BigAndSmall(1e3), x32, mode=mode, locate=False).status == "mismatch"
+        _Square.wrong = False
+        assert djt.check(_BigAndSmall(1e3), x32, mode=mode, locate=False).status == "ok"
+    finally:
+        _Square.wrong = True
+
+
+def test_projection_resolved_means_a_one_percent_error_in_one_output_would_fail():
+    x = torch.randn(4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    report = djt.check(_model(1.0, False), x, mode="projection")
+    assert report.ok and report.rows[0].resolved == 1, str(report)
+    # rtol=0.2 hides a 1% error in any one output of twelve (a projection sums all of them)
+    assert djt.check(_model(1.0, False), x, mode="projection", rtol=0.2).rows[0].resolved == 0
+    # atol=0.5 hides a 1% error in all of them: no power
+    assert djt.check(_model(1.0, False), x, mode="projection", atol=0.5).status == "no power"
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_float32_rounding_amplified_by_the_model_is_not_blamed_on_the_lowering(seed):
+    torch.manual_seed(seed)
+    x = 1 + 1e-3 * torch.randn(4, 16)  # LayerNorm divides float32's rounding of x - mean by std = 1e-3
+    report = djt.check(nn.LayerNorm(16).eval(), x, locate=False)
+    assert report.ok and "forward values differ" not in report.reason, str(report)
+    assert any("rounding" in n and "not the lowering" in n for n in report.notes), str(report)
+    # the same model with forward values that really differ (a stale lowering) is still a mismatch
+    model = nn.LayerNorm(16).eval()
+    djt.check(model, x, locate=False)
+    model.eps = 1.0  # a plain attribute: the cached lowering keeps 1e-5
+    assert "forward values differ" in djt.check(model, x, locate=False).reason
