@@ -31,9 +31,11 @@ For node-by-node comparisons with torch (``dualjac.torch.check``), ``lower(modul
 returns a ``Lowered``: ``.graph``, ``.program`` (the decomposed ``ExportedProgram``, whose
 ``graph_module`` torch can run), ``.refs`` (fx node name -> the graph ``Ref``, or tuple of
 them, holding that node's value; ``Graph.values`` evaluates them all) and the export and
-lowering times. It is cached per module, input shapes and dtypes, dtype and backend; the
-parameters and buffers are read from the module on every call, so a module whose weights
-change never gives stale Jacobians.
+lowering times. It is cached per module, input shapes and dtypes, dtype and backend, and what
+export bakes into the program (each submodule's plain Python attributes and tensor attributes that
+are neither parameters nor buffers: a changed one means a new export); the parameters and buffers
+are read from the module on every ``lower``/``from_torch`` call. A Graph already returned keeps the
+values it was given: after changing the weights, call ``from_torch`` again.
 
 >>> import numpy as np, torch, dualjac as dj
 >>> from dualjac.torch import from_torch
@@ -165,9 +167,27 @@ def lower(
 
 def _structure(module: nn.Module) -> tuple:
     """What a cached program depends on besides the inputs: the submodules (a replaced layer is a new
-    object) and the parameters' and buffers' shapes and dtypes (``model.double()`` after a first lowering)."""
+    object), the parameters' and buffers' shapes and dtypes (``model.double()`` after a first lowering),
+    and what export bakes into the program: each submodule's plain Python attributes (LeakyReLU's
+    slope, ``training``, a float or a flag forward reads) and tensor attributes that are neither
+    parameters nor buffers (lifted constants: one reassigned, or written in place, is another)."""
     tensors = (*module.named_parameters(), *module.named_buffers())
-    return tuple(id(m) for m in module.modules()) + tuple((n, tuple(t.shape), t.dtype) for n, t in tensors)
+    baked = []
+    for m in module.modules():
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor):
+                baked.append((id(m), k, id(v), v._version))
+            elif not k.startswith("_") and _plain(v):
+                baked.append((id(m), k, v))
+    return (
+        tuple(id(m) for m in module.modules())
+        + tuple((n, tuple(t.shape), t.dtype) for n, t in tensors)
+        + tuple(baked)
+    )
+
+
+def _plain(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str)) or (type(v) is tuple and all(map(_plain, v)))
 
 
 def _signature(inputs: tuple) -> tuple:

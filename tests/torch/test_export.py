@@ -861,3 +861,38 @@ def test_a_python_number_input_must_be_the_one_it_was_lowered_with():
         with pytest.raises(ValueError, match=r"'s' is 5.0.*lowered with 2.0.*from_torch.*tensor"):
             g(x.numpy(), other)
     _close(from_torch(_Scale(), x, 5.0)(x.numpy(), np.array(5.0)), _Scale()(x, 5.0))
+
+
+def test_the_cache_sees_what_export_bakes_in():
+    """A changed Python attribute (LeakyReLU's slope, a float forward reads, train/eval) or tensor
+    attribute that is not a parameter (reassigned or written in place) is a new program."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3).double()
+            self.act = torch.nn.LeakyReLU(0.1)
+            self.c = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+            self.alpha = 0.5
+
+        def forward(self, x):
+            return self.act(self.lin(x)) * self.c + self.alpha
+
+    m = M().eval()
+    x = torch.randn(4, 3, dtype=torch.float64)
+
+    def agrees():
+        g = from_torch(m, x)
+        np.testing.assert_allclose(g(x.numpy()), m(x).detach().numpy(), rtol=1e-13, atol=1e-13)
+        J = torch.autograd.functional.jacobian(m, x).numpy()
+        np.testing.assert_allclose(dj.jacfwd(g)(x.numpy()), J, rtol=1e-12, atol=1e-13)
+
+    agrees()
+    m.act.negative_slope = 0.5
+    agrees()
+    m.alpha = 100.0
+    agrees()
+    m.c.mul_(10)
+    agrees()
+    m.c = torch.tensor([5.0, 6.0, 7.0], dtype=torch.float64)
+    agrees()
