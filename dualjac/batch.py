@@ -288,9 +288,9 @@ def _close(xp: Any, a: Any, b: Any, sizes: Any = 0, values: bool = False, dtypes
     ``values`` must have NaNs in the same places."""
     if getattr(a, "shape", ()) != getattr(b, "shape", ()):
         return False
-    floats = [np.finfo(d) for d in (a.dtype, b.dtype, *dtypes) if np.dtype(d).kind == "f"]
     if a.dtype.kind != "f" or b.dtype.kind != "f":  # integer or boolean values: exactly
         return bool(xp.all(a == b))
+    floats = [np.finfo(d) for d in (a.dtype, b.dtype, *dtypes) if np.dtype(d).kind == "f"]
     tol, tiny = 4 * max(float(i.eps) for i in floats) ** 0.5, max(float(i.tiny) for i in floats)
     nan_a = a != a
     if values and bool(xp.any(nan_a != (b != b))):
