@@ -269,20 +269,26 @@ def test_inputs_must_be_tensors():
         djt.check(_model(1.0, False), torch.randn(2, 12, dtype=torch.float64).numpy())
 
 
+_SHIFT = {"value": 1.0}  # a global forward reads: export bakes it in, and the lowering cache cannot see it
+
+
 def test_forward_values_are_compared_so_a_stale_lowering_is_not_silent():
     class Shift(nn.Module):
         def __init__(self):
             super().__init__()
-            self.lin, self.shift = nn.Linear(3, 3), 1.0
+            self.lin = nn.Linear(3, 3)
 
         def forward(self, x):
-            return self.lin(x) + self.shift  # a Python float: a constant of the lowered graph
+            return self.lin(x) + _SHIFT["value"]  # a Python float: a constant of the lowered graph
 
     torch.manual_seed(0)
     model, x = Shift().double().eval(), torch.randn(2, 3, dtype=torch.float64)
-    assert djt.check(model, x).ok
-    model.shift = 2.0  # not a parameter or buffer: the cached lowering still adds 1.0
-    report = djt.check(model, x)
+    try:
+        assert djt.check(model, x).ok
+        _SHIFT["value"] = 2.0  # the cached lowering still adds 1.0
+        report = djt.check(model, x)
+    finally:
+        _SHIFT["value"] = 1.0
     assert report.status == "mismatch" and "forward values differ" in report.reason and report.culprit is None
 
 
@@ -355,7 +361,14 @@ def test_float32_rounding_amplified_by_the_model_is_not_blamed_on_the_lowering(s
     assert report.ok and "forward values differ" not in report.reason, str(report)
     assert any("rounding" in n and "not the lowering" in n for n in report.notes), str(report)
     # the same model with forward values that really differ (a stale lowering) is still a mismatch
-    model = nn.LayerNorm(16).eval()
+    class Shifted(nn.LayerNorm):
+        def forward(self, x):
+            return super().forward(x) + _SHIFT["value"]
+
+    model = Shifted(16).eval()
     djt.check(model, x, locate=False)
-    model.eps = 1.0  # a plain attribute: the cached lowering keeps 1e-5
-    assert "forward values differ" in djt.check(model, x, locate=False).reason
+    try:
+        _SHIFT["value"] = 2.0  # a global: the cached lowering keeps 1.0
+        assert "forward values differ" in djt.check(model, x, locate=False).reason
+    finally:
+        _SHIFT["value"] = 1.0
