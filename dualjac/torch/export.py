@@ -245,8 +245,28 @@ def _export(module: nn.Module, inputs: tuple, strict: bool, dynamic: bool) -> An
         star = [i for i, p in enumerate(params) if p.kind == p.VAR_POSITIONAL]
         if star:  # forward(x, *args): export wants the shapes of *args as one tuple
             shapes = shapes[: star[0]] + (shapes[star[0] :],)
-    with torch.no_grad():
+    with torch.enable_grad():  # so that export records forward's own no_grad() blocks (_no_grad_blocks)
         return torch.export.export(module, inputs, dynamic_shapes=shapes, strict=strict)
+
+
+def _no_grad_blocks(ep: Any) -> Any:
+    """Each value a ``with torch.no_grad():`` block of forward computes, detached: export keeps the
+    block as a higher-order op until the decomposition inlines it, and dualjac honours detach (an
+    ``alias`` whose original op is ``detach``, ``aten_shapes``) but cannot see grad mode."""
+    graph = ep.graph_module.graph
+    blocks = [
+        n for n in graph.nodes
+        if n.target is torch.ops.higher_order.wrap_with_set_grad_enabled and n.args and n.args[0] is False
+    ]  # fmt: skip
+    for block in blocks:
+        for out in list(block.users):
+            with graph.inserting_after(out):
+                detached = graph.call_function(torch.ops.aten.detach.default, (out,))
+            detached.meta["val"] = out.meta.get("val")
+            out.replace_all_uses_with(detached, delete_user_cb=lambda n, d=detached: n is not d)
+    if blocks:
+        ep.graph_module.recompile()
+    return ep
 
 
 def _decompositions() -> dict:
@@ -269,7 +289,7 @@ def _lower(module: nn.Module, inputs: tuple, dtype: Any, backend: str, strict: b
                 ep = _export(module, inputs, strict, dynamic=True)
             except Exception:  # a dynamic batch export can fail where a static one works: try that
                 ep = _export(module, inputs, strict, dynamic=False)
-            ep = ep.run_decompositions(_decompositions())
+            ep = _no_grad_blocks(ep).run_decompositions(_decompositions())
     except UnsupportedOpError:
         raise
     except Exception as e:

@@ -896,3 +896,21 @@ def test_the_cache_sees_what_export_bakes_in():
     agrees()
     m.c = torch.tensor([5.0, 6.0, 7.0], dtype=torch.float64)
     agrees()
+
+
+def test_no_grad_blocks_in_forward_stop_gradients_as_in_torch():
+    """Export under grad mode keeps forward's own no_grad() blocks; their values are constants to
+    torch's autograd, so they must be to the Graph (was: differentiated through)."""
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            with torch.no_grad():
+                s = x.norm(dim=1, keepdim=True)
+                m = x.mean(dim=1, keepdim=True)
+            return (x - m) / s + torch.tanh(x) * s
+
+    x = torch.randn(3, 4, dtype=torch.float64)
+    g = from_torch(M().eval(), x)
+    J = torch.autograd.functional.jacobian(M(), x).numpy()
+    np.testing.assert_allclose(dj.jacfwd(g)(x.numpy()), J, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dj.jacrev(g)(x.numpy()), J, rtol=1e-12, atol=1e-14)
