@@ -37,13 +37,18 @@ def check_shape(x: Any, expected: tuple, name: str, ranges: tuple = ()) -> None:
             "call from_torch with an example input of the shape you use"
         )
     for s, r in zip(shape, ranges):
-        if r is not None and not (r[0] <= s and (r[1] is None or s <= r[1])):
+        if not in_range(s, r):
             allowed = f"B >= {r[0]}" if r[1] is None else f"{r[0]} <= B <= {r[1]}"
             raise ValueError(
                 f"input {name!r} has shape {shape}, but this graph was exported for {want} with {allowed} "
                 "(export's guards: the model's code depends on the batch size); call from_torch with an "
                 f"example input of batch size {s}"
             )
+
+
+def in_range(n: int, r: tuple | None) -> bool:
+    """Size ``n`` within export's guards ``r``: None (no guard) or (lo, hi), hi None for no upper bound."""
+    return r is None or (r[0] <= n and (r[1] is None or n <= r[1]))
 
 
 def check_value(x: Any, expected: Any, name: str) -> Any:

@@ -91,6 +91,7 @@ from .check_report import (
     compare_values,
     numpy64,
     projections,
+    row_sizes,
     verdict,
 )
 
@@ -239,9 +240,8 @@ def _full(torch, module, graph, inputs, wrt, batched, diff, named, rtol, atol, c
     args = [graph.params[n] for n in names_in] if wrt == "params" else [xs[i] for i in diff]
     rows, conds = [], []
     for i, (t_row, d_row) in enumerate(zip(t_blocks, d_blocks)):
-        dims = t_outs[
-            i
-        ].dim()  # the leading axes of a block are the output's (batched: the batch axis, then the item's)
+        # the leading axes of a block are the output's (batched: the batch axis, then the item's)
+        dims = t_outs[i].dim()
         cond = 0.0
         for j, (t, d) in enumerate(zip(t_row, d_row)):
             d = np.asarray(d, dtype=np.float64)
@@ -268,7 +268,7 @@ def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, at
     vs = [[rng.standard_normal((directions,) + np.shape(a)) for a in b] for b in blocks]
     d_outs, jvs = dualjac_projected(graph, xs, params, wrt, diff, [n for n, _ in named], vs)
     time_dualjac = time.perf_counter() - t0
-    sizes = [np.max([np.sqrt((jv**2).mean(0)) for jv in per_block], 0) for per_block in jvs]  # ||J_o||, per output
+    sizes = [np.max([row_sizes(jv) for jv in per_block], 0) for per_block in jvs]  # ||J_o||, per output
     # rows below f (where torch's rounding allowance, NOISE eps of the largest, is 1% of the row) weigh less,
     # down to ZERO_WEIGHT, so that many rounding-sized rows cannot drown the others' power in their allowance;
     # an all-zero output: weight 1 everywhere
@@ -289,7 +289,7 @@ def _projected(torch, module, graph, inputs, wrt, batched, diff, named, rtol, at
             rows.append(compare_block(names_out[i], names_in[b], s_t, s_d, rtol, atol, projected=projected))
         with np.errstate(invalid="ignore"):
             cond = sum(
-                np.where(r == 0, 0.0, r * n) for r, n in ((np.sqrt((j**2).mean(0)), n) for j, n in zip(jv, norms))
+                np.where(r == 0, 0.0, r * n) for r, n in ((row_sizes(j), n) for j, n in zip(jv, norms))
             )
         conds.append(np.where(np.isfinite(cond), cond, 0.0))  # an inf input gives no allowance
     return rows, t_outs, d_outs, conds, time_torch, time_dualjac

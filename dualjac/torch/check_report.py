@@ -152,6 +152,11 @@ class CheckReport:
     __repr__ = __str__
 
 
+def row_sizes(jv: np.ndarray) -> np.ndarray:
+    """``||J_o||`` per output element from ``J V`` (k, *out): V has unit-variance entries."""
+    return np.sqrt((jv**2).mean(0))
+
+
 def projections(
     u: np.ndarray,
     jv: np.ndarray,
@@ -179,7 +184,7 @@ def projections(
     s_d = dot(u, jv)
     s_t = sum(dot(g, v) for g, v in zip(grads, vs))
     scale = np.maximum(norms(grads)[:, None], norms([jv * w])[None, :])
-    rows = np.sqrt((jv**2).mean(0))  # ||J_o|| (V has unit-variance entries)
+    rows = row_sizes(jv)
     # torch's rounding, NOISE eps of the largest row (intermediates may be that large), in every row
     noise = NOISE * eps * float(rows.max(initial=0.0)) * norms([u])[:, None] * np.ones_like(scale)
     return s_t, s_d, (scale, noise, w * rows)

@@ -199,13 +199,11 @@ def _fits(low: Lowered, shapes: tuple) -> bool:
     """Whether inputs of ``shapes`` fit ``low``'s program: its sizes (None: a dynamic one) and guards' ranges."""
     exported, ranges = low.input_shapes, low.input_ranges or (None,) * len(shapes)
     return len(exported) == len(shapes) and all(
-        e == s if e is None or s is None else all(a is None or a == b for a, b in zip(e, s)) and _in(s, r)
+        e == s
+        if e is None or s is None
+        else all(a is None or a == b for a, b in zip(e, s)) and all(map(static.in_range, s, r or (None,) * len(s)))
         for e, s, r in zip(exported, shapes, ranges)
     )
-
-
-def _in(shape: tuple, ranges: tuple | None) -> bool:
-    return all(r is None or (r[0] <= n and (r[1] is None or n <= r[1])) for n, r in zip(shape, ranges or ()))
 
 
 class _FunctionModule(nn.Module):
